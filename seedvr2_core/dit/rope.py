@@ -1,0 +1,76 @@
+"""Rotary position embeddings of the two DiT variants, per window (FACTS.md sections 3.1 and 3.2).
+
+Both rotate interleaved pairs of head dims with angles `[t angles, h angles, w angles]`, each axis
+getting rope_dim // 3 dims (rounded down to whole pairs); the remaining head dims pass through.
+
+* `mmrope3d` (3B): language-model frequencies 10000^(-2j/axis_dims); a video token at offset
+  (i_t, i_h, i_w) inside its window sits at (L_txt + i_t, i_h, i_w), text token k at (k, k, k).
+* `rope3d` (7B): pixel frequencies pi * linspace(1, 128, axis_dims // 2); positions are
+  linspace(-1, 1, n) across each window axis of extent n; text is not rotated.
+
+Angles are always computed in float32, from the config, never from stored `freqs` buffers (an fp8
+copy of the 3B frequencies rounds the smallest ones to zero, FACTS.md section 9).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import DiTConfig
+
+
+def rope_frequencies(cfg: DiTConfig) -> torch.Tensor:
+    """Per-axis inverse frequencies, float32 (rope_dim // 3 // 2,)."""
+    axis_dims = cfg.rope_dim // 3
+    n = axis_dims // 2
+    if cfg.rope_type == "mmrope3d":
+        return 1.0 / (10000 ** (torch.arange(0, axis_dims, 2, dtype=torch.float32)[:n] / axis_dims))
+    return torch.linspace(1.0, 128.0, n, dtype=torch.float32) * math.pi
+
+
+def rotated_dims(cfg: DiTConfig) -> int:
+    return 3 * 2 * ((cfg.rope_dim // 3) // 2)
+
+
+def _grid(t: int, h: int, w: int, axes: list[torch.Tensor]) -> torch.Tensor:
+    """Positions (t*h*w, 3) of a raster grid from per-axis coordinate vectors."""
+    pt, ph, pw = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([pt.reshape(-1), ph.reshape(-1), pw.reshape(-1)], dim=-1)
+
+
+def window_angles(cfg: DiTConfig, shape: tuple[int, int, int], txt_len: int) -> torch.Tensor:
+    """Pair angles (t*h*w + txt_len, rotated_dims / 2), float32, for one window followed by its text."""
+    t, h, w = shape
+    freqs = rope_frequencies(cfg)
+    if cfg.rope_type == "mmrope3d":
+        axes = [torch.arange(n, dtype=torch.float32) for n in (t, h, w)]
+        vid_pos = _grid(t, h, w, axes) + torch.tensor([float(txt_len), 0.0, 0.0])
+        txt_pos = torch.arange(txt_len, dtype=torch.float32)[:, None].expand(txt_len, 3)
+    else:
+        axes = [torch.linspace(-1.0, 1.0, n, dtype=torch.float32) for n in (t, h, w)]
+        vid_pos = _grid(t, h, w, axes)
+        txt_pos = None
+    vid = (vid_pos[:, :, None] * freqs).reshape(len(vid_pos), -1)  # (L, 3 * n_freq): t, h, w blocks
+    txt = torch.zeros(txt_len, vid.shape[1]) if txt_pos is None else (txt_pos[:, :, None] * freqs).reshape(txt_len, -1)
+    return torch.cat([vid, txt])
+
+
+def rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Unit complex numbers e^(i*angle), the form `apply_rope` takes."""
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of the first 2*rot.shape[-1] dims of x (..., L, heads, D) in float32.
+
+    rot: complex (L, pairs). Returns a tensor of x's dtype.
+    """
+    pairs = rot.shape[-1]
+    head = x[..., : 2 * pairs].float().reshape(*x.shape[:-1], pairs, 2)
+    turned = torch.view_as_real(torch.view_as_complex(head) * rot[:, None, :])
+    turned = turned.flatten(-2).to(x.dtype)
+    if 2 * pairs == x.shape[-1]:
+        return turned
+    return torch.cat([turned, x[..., 2 * pairs :]], dim=-1)

@@ -1,0 +1,60 @@
+"""Layers whose stored weights may differ in dtype from the activations.
+
+Weights can be kept in a storage dtype (fp8, a quantised GGUF block format, or fp32 for small vectors)
+and are cast to the activations' dtype at use, one layer at a time. `cast_weight` is the one place
+that knows how to turn a stored weight into a computable tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def cast_weight(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """`w` as a plain tensor of `like`'s dtype and device (dequantising if it is stored quantised)."""
+    if w is None:
+        return None
+    dequantize = getattr(w, "dequantize_as", None)
+    if dequantize is not None:
+        return dequantize(like.dtype, like.device)
+    if w.dtype != like.dtype or w.device != like.device:
+        return w.to(device=like.device, dtype=like.dtype, non_blocking=True)
+    return w
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` that computes in the input's dtype whatever dtype its weights are stored in."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+
+    def reset_parameters(self) -> None:
+        # Weights always come from a checkpoint (or an explicit initialiser); skip the costly default init.
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, cast_weight(self.weight, x), cast_weight(self.bias, x))
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim, accumulated in float32, returned in x's dtype (apex's numerics)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), cast_weight(weight, x), eps)
+    y = F.rms_norm(x.float(), (x.shape[-1],), None, eps)
+    if weight is not None:
+        y = y * weight.float()
+    return y.to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with an optional learned weight (official names: `weight`)."""
+
+    def __init__(self, dim: int, eps: float, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)

@@ -1,0 +1,144 @@
+"""Reading `.safetensors` files: the header is validated before any tensor byte is touched.
+
+Format (https://github.com/huggingface/safetensors, "Format" section): an unsigned little-endian
+64-bit header length N, N bytes of UTF-8 JSON mapping tensor names to
+`{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative to the end of the header) and an
+optional `"__metadata__"` string-to-string map, then the tensor bytes.
+
+Tensors are read one at a time with `readinto` straight into their destination buffer, so loading
+never holds the file twice in RAM (a memory map would leave every page it touched resident).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import CheckpointError
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int  # absolute byte offset in the file
+    nbytes: int
+
+
+def _fail(path: str, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a valid .safetensors file ({what}). It may be truncated or damaged: "
+        "download it again, or pick another file."
+    )
+
+
+def _parse_entry(path: str, name: str, raw: object, data_size: int, data_start: int) -> TensorEntry:
+    if not isinstance(raw, dict):
+        raise _fail(path, f"entry {name!r} is not an object")
+    dtype = SAFETENSORS_DTYPES.get(raw.get("dtype"))  # type: ignore[arg-type]
+    if dtype is None:
+        raise _fail(path, f"tensor {name!r} has unsupported dtype {raw.get('dtype')!r}")
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise _fail(path, f"tensor {name!r} has an invalid shape {shape!r}")
+    offsets = raw.get("data_offsets")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= data_size
+    ):
+        raise _fail(path, f"tensor {name!r} has data offsets {offsets!r} outside the {data_size}-byte data section")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    nbytes = math.prod(shape) * itemsize
+    if offsets[1] - offsets[0] != nbytes:
+        raise _fail(path, f"tensor {name!r} of shape {shape} needs {nbytes} bytes but spans {offsets[1] - offsets[0]}")
+    return TensorEntry(dtype, tuple(shape), data_start + offsets[0], nbytes)
+
+
+def read_header(path: str) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """Parse and validate the header of `path`: (entries by name, metadata)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _fail(path, f"only {size} bytes long")
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, MAX_HEADER_BYTES):
+                raise _fail(path, f"header length {n} exceeds the file size {size}")
+            blob = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    try:
+        header = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _fail(path, f"header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise _fail(path, "header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _fail(path, "__metadata__ is not a string map")
+    data_start = 8 + n
+    data_size = size - data_start
+    entries = {name: _parse_entry(path, name, raw, data_size, data_start) for name, raw in header.items()}
+    spans = sorted((e.begin, e.begin + e.nbytes, name) for name, e in entries.items() if e.nbytes)
+    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
+        if begin < end:
+            raise _fail(path, f"tensors {a!r} and {b!r} overlap")
+    return entries, metadata
+
+
+class SafetensorsFile:
+    """A validated `.safetensors` file; `get` reads one tensor into fresh memory on `device`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.entries, self.metadata = read_header(self.path)
+        self._file = open(self.path, "rb")
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self.entries[key].shape
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self.entries[key].dtype
+
+    def get(self, key: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+        entry = self.entries[key]
+        device = torch.device(device)
+        pin = device.type == "cuda"
+        raw = torch.empty(entry.shape, dtype=entry.dtype, pin_memory=pin)
+        if entry.nbytes:
+            self._file.seek(entry.begin)
+            view = memoryview(raw.view(-1).view(torch.uint8).numpy())
+            got = self._file.readinto(view)
+            if got != entry.nbytes:
+                raise _fail(self.path, f"tensor {key!r} is cut short ({got} of {entry.nbytes} bytes)")
+        return raw.to(device=device, dtype=dtype or entry.dtype, non_blocking=pin)
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,49 @@
+"""Shared fixtures: where the official reference data lives, and loaders for it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_dir() -> Path:
+    path = Path(os.environ.get("SEEDVR2_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+    if not (path / "FACTS.md").is_file():
+        raise RuntimeError(
+            f"SeedVR2 reference data not found at {path}: put it at ../shared/reference "
+            "or point SEEDVR2_REFERENCE_DIR at it."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return reference_dir()
+
+
+@pytest.fixture(scope="session")
+def golden(reference):
+    """golden("dit_tiny_3b") -> (json dict, weights path); golden_io("dit_tiny_3b") -> tensors."""
+
+    def get(name: str):
+        return json.loads((reference / "golden" / f"{name}.json").read_text()), reference / "golden" / f"{name}.safetensors"
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def golden_io(reference):
+    cache: dict[str, dict] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_file(str(reference / "golden" / f"{name}_io.safetensors"))
+        return cache[name]
+
+    return get
