@@ -14,9 +14,10 @@ the fine detail from the output and the coarse colour from the (resized) input. 
 * `lab` (ours): in CIELAB (kornia's sRGB/D65 conversion), L* is kept from the content; the content's
   chroma (a*, b*) is shifted so its mean equals the reference's and scaled about that mean by one
   factor so its RMS spread equals the reference's. Corrects casts and saturation while leaving
-  lightness, detail and the hue layout of the content alone. Out-of-gamut results are clipped.
+  lightness, detail and the hue layout of the content alone. Spreads are floored at 0.5 (both sides
+  of the ratio) so a flat frame is not amplified without bound. Out-of-gamut results are clipped.
 * `hsv` (ours): in HSV (kornia), V (the largest channel) is kept from the content; saturation is
-  multiplied by the ratio of mean saturations (reference / content); hue is rotated towards the
+  multiplied by the ratio of mean saturations (reference / content, both floored at 0.01); hue is rotated towards the
   reference's saturation-weighted circular mean hue, by the angle between the two means times the
   smaller of the two hue concentrations (|mean chroma vector| / mean saturation, in [0, 1]) so that a
   frame without a dominant hue is not rotated. Neutral (grey) pixels stay neutral.
@@ -44,11 +45,11 @@ logger = logging.getLogger(__name__)
 
 WAVELET_LEVELS = 5
 ADAIN_EPS = 1e-5
-# Chroma spreads (CIELAB units) below about half a just-noticeable difference count as flat, so a
-# flat frame is not amplified without bound.
-LAB_SPREAD_EPS = 0.5
-# Mean saturations below ~2/255 of channel spread count as grey, for the same reason.
-HSV_SATURATION_EPS = 0.01
+# Chroma spreads (CIELAB units) are floored at about half a just-noticeable difference and mean
+# saturations at ~2.5/255, on both sides of the gain ratio, so an almost flat or grey content frame is
+# not amplified without bound while identical statistics still give a gain of exactly 1.
+LAB_SPREAD_FLOOR = 0.5
+HSV_SATURATION_FLOOR = 0.01
 DEFAULT_CHUNK_PIXELS = 1 << 23  # ~8.4 Mpx per chunk: 100 MB per float32 scratch copy
 
 
@@ -111,7 +112,7 @@ def _lab(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     lab = rgb_to_lab(_to_unit(content))
     mean_c, spread_c = _chroma_stats(lab[:, 1:])
     mean_r, spread_r = _chroma_stats(rgb_to_lab(_to_unit(reference))[:, 1:])
-    gain = (spread_r + LAB_SPREAD_EPS) / (spread_c + LAB_SPREAD_EPS)
+    gain = spread_r.clamp_min(LAB_SPREAD_FLOOR) / spread_c.clamp_min(LAB_SPREAD_FLOOR)
     lab[:, 1:] = (lab[:, 1:] - mean_c).mul_(gain).add_(mean_r)
     return _from_unit(lab_to_rgb(lab, clip=True))
 
@@ -132,7 +133,7 @@ def _hsv(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     angle_r, conc_r, sat_r = hue_statistics(rgb_to_hsv(_to_unit(reference)))
     delta = torch.atan2(torch.sin(angle_r - angle_c), torch.cos(angle_r - angle_c))  # wrapped to (-pi, pi]
     rotation = (delta * torch.minimum(conc_c, conc_r))[:, None, None]
-    gain = ((sat_r + HSV_SATURATION_EPS) / (sat_c + HSV_SATURATION_EPS))[:, None, None]
+    gain = (sat_r.clamp_min(HSV_SATURATION_FLOOR) / sat_c.clamp_min(HSV_SATURATION_FLOOR))[:, None, None]
     hsv[:, 0] = torch.remainder(hsv[:, 0] + rotation, 2 * math.pi)
     hsv[:, 1] = (hsv[:, 1] * gain).clamp_(0.0, 1.0)
     return _from_unit(hsv_to_rgb(hsv))
