@@ -36,7 +36,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from kornia.color import hsv_to_rgb, lab_to_rgb, rgb_to_hsv, rgb_to_lab
 
 from .errors import InputError
 from .host import check_interrupt
@@ -104,6 +103,14 @@ def _adain(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return (content - mean_c).div_(std_c).mul_(std_r).add_(mean_r)
 
 
+def _kornia_color():
+    # Imported on first use: `import kornia` takes ~0.4 s (measured) and only lab / hsv need it, so
+    # loading the node pack stays fast.
+    import kornia.color
+
+    return kornia.color
+
+
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-1.0, 1.0).add_(1.0).mul_(0.5)
 
@@ -120,12 +127,13 @@ def _chroma_stats(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _lab(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    lab = rgb_to_lab(_to_unit(content))
+    kc = _kornia_color()
+    mean_r, spread_r = _chroma_stats(kc.rgb_to_lab(_to_unit(reference))[:, 1:])
+    lab = kc.rgb_to_lab(_to_unit(content))
     mean_c, spread_c = _chroma_stats(lab[:, 1:])
-    mean_r, spread_r = _chroma_stats(rgb_to_lab(_to_unit(reference))[:, 1:])
     gain = spread_r.clamp_min(LAB_SPREAD_FLOOR) / spread_c.clamp_min(LAB_SPREAD_FLOOR)
     lab[:, 1:] = (lab[:, 1:] - mean_c).mul_(gain).add_(mean_r)
-    return _from_unit(lab_to_rgb(lab, clip=True))
+    return _from_unit(kc.lab_to_rgb(lab, clip=True))
 
 
 def hue_statistics(hsv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -139,15 +147,16 @@ def hue_statistics(hsv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def _hsv(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    hsv = rgb_to_hsv(_to_unit(content))
+    kc = _kornia_color()
+    angle_r, conc_r, sat_r = hue_statistics(kc.rgb_to_hsv(_to_unit(reference)))
+    hsv = kc.rgb_to_hsv(_to_unit(content))
     angle_c, conc_c, sat_c = hue_statistics(hsv)
-    angle_r, conc_r, sat_r = hue_statistics(rgb_to_hsv(_to_unit(reference)))
     delta = torch.atan2(torch.sin(angle_r - angle_c), torch.cos(angle_r - angle_c))  # wrapped to (-pi, pi]
     rotation = (delta * torch.minimum(conc_c, conc_r))[:, None, None]
     gain = (sat_r.clamp_min(HSV_SATURATION_FLOOR) / sat_c.clamp_min(HSV_SATURATION_FLOOR))[:, None, None]
     hsv[:, 0] = torch.remainder(hsv[:, 0] + rotation, 2 * math.pi)
     hsv[:, 1] = (hsv[:, 1] * gain).clamp_(0.0, 1.0)
-    return _from_unit(hsv_to_rgb(hsv))
+    return _from_unit(kc.hsv_to_rgb(hsv))
 
 
 _METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -194,7 +203,9 @@ def color_fix(
     if out is None:
         out = torch.empty_like(content)
     elif out.shape != content.shape or out.device != content.device:
-        raise InputError(f"out {tuple(out.shape)} on {out.device} must match content {tuple(content.shape)} on {content.device}")
+        raise InputError(
+            f"out {tuple(out.shape)} on {out.device} must match content {tuple(content.shape)} on {content.device}"
+        )
     fix = _METHODS[method]
     frames = content.shape[0]
     step = max(1, chunk_pixels // max(1, content.shape[2] * content.shape[3]))

@@ -30,6 +30,7 @@ float arithmetic.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -90,14 +91,14 @@ class SizePlan:
         )
 
 
-def _whole(name: str, value: object, low: int = MIN_SIDE, high: int = MAX_SIDE) -> int:
+def _whole(name: str, value: object, low: int = MIN_SIDE, high: int = MAX_SIDE, unit: str = "pixels") -> int:
     """`value` as an int in [low, high] (ints and numpy ints; not floats or bools), else InputError."""
     try:
         number = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         number = None
     if number is None or not low <= number <= high:
-        raise InputError(f"{name}={value!r}: give a whole number of pixels from {low} to {high}")
+        raise InputError(f"{name}={value!r}: give a whole number of {unit} from {low} to {high}")
     return number
 
 
@@ -121,8 +122,10 @@ class SizeRequest:
         if self.area is not None:
             object.__setattr__(self, "area", _whole("area", self.area, MIN_SIDE**2, MAX_SIDE**2))
         if self.scale is not None:
-            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale < math.inf:
+            is_number = isinstance(self.scale, numbers.Real) and not isinstance(self.scale, bool)
+            if not is_number or not 0 < self.scale < math.inf:
                 raise InputError(f"scale={self.scale!r}: give a positive finite factor, e.g. 2 or 0.5")
+            object.__setattr__(self, "scale", float(self.scale))
         if self.fit not in FITS:
             raise InputError(f"fit={self.fit!r}: use one of {', '.join(FITS)}")
         self._check_combination()
@@ -131,7 +134,9 @@ class SizeRequest:
         given = [n for n in ("short_side", "width", "height", "scale", "area") if getattr(self, n) is not None]
         modes = {"width" if n == "height" else n for n in given}
         if len(modes) > 1:
-            raise InputError(f"size request sets {' and '.join(given)}: give only one of short_side, width/height, scale, area")
+            raise InputError(
+                f"size request sets {' and '.join(given)}: give only one of short_side, width/height, scale, area"
+            )
         if self.long_side_max is not None and modes & {"width", "area"}:
             raise InputError(
                 f"long_side_max={self.long_side_max} cannot be combined with {given[0]}: "
@@ -151,6 +156,7 @@ class SizeRequest:
 
 
 def round_half_up(value: Fraction) -> int:
+    """Nearest integer to an exact fraction, halves rounded up (our modes; the official area mode uses round)."""
     return math.floor(value + Fraction(1, 2))
 
 
@@ -222,8 +228,8 @@ def _check_request_fits(request: SizeRequest, size_in: tuple[int, int], resized:
         )
     if min(resized) < MIN_SIDE or max(resized) > MAX_SIDE:
         raise InputError(
-            f"the request ({request.describe()}) turns the input {_wh(size_in)} into {_wh(resized)}: every side must be "
-            f"{MIN_SIDE} to {MAX_SIDE} pixels; ask for a size in that range"
+            f"the request ({request.describe()}) turns the input {_wh(size_in)} into {_wh(resized)}: "
+            f"every side must be {MIN_SIDE} to {MAX_SIDE} pixels; ask for a size in that range"
         )
 
 
@@ -256,7 +262,7 @@ def plan_size(request: SizeRequest, height: int, width: int) -> SizePlan:
 
 def padded_frame_count(frames: int) -> int:
     """Frame count T -> official 4n+1 count after repeating the last frame (1 stays 1; 2..4 -> 5)."""
-    frames = _whole("frame count", frames, 1, 1 << 40)
+    frames = _whole("frame count", frames, 1, 1 << 40, unit="frames")
     if frames == 1:
         return 1
     return max(5, -(-(frames - 1) // 4) * 4 + 1)

@@ -42,7 +42,9 @@ def _layout_of(frames: torch.Tensor, layout: str) -> str:
     if last and second:
         raise InputError(f"frames {tuple(frames.shape)} could be (T, H, W, 3) or (T, 3, H, W): pass layout= explicitly")
     if not (last or second):
-        raise InputError(f"frames {tuple(frames.shape)} have no RGB axis of size 3 (expected (T, H, W, 3) or (T, 3, H, W))")
+        raise InputError(
+            f"frames {tuple(frames.shape)} have no RGB axis of size 3: expected (T, H, W, 3) or (T, 3, H, W)"
+        )
     return "thwc" if last else "tchw"
 
 
@@ -69,7 +71,9 @@ def resize_frames(frames: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tenso
 def pad_to_model(frames: torch.Tensor, plan: SizePlan) -> torch.Tensor:
     """(..., h, w) at plan.crop_box size -> (..., *plan.padded_hw), reflected at the bottom/right."""
     if tuple(frames.shape[-2:]) != plan.crop_box.hw:
-        raise InputError(f"frames of size {tuple(frames.shape[-2:])} do not match the plan's kept size {plan.crop_box.hw}")
+        raise InputError(
+            f"frames of size {tuple(frames.shape[-2:])} differ from the plan's kept size {plan.crop_box.hw}"
+        )
     bottom, right = plan.pad_bottom_right
     if bottom == 0 and right == 0:
         return frames
@@ -80,7 +84,9 @@ def pad_to_model(frames: torch.Tensor, plan: SizePlan) -> torch.Tensor:
 def crop_back(frames: torch.Tensor, plan: SizePlan) -> torch.Tensor:
     """(..., *plan.padded_hw) -> (..., *plan.output_hw), a view without the padding."""
     if tuple(frames.shape[-2:]) != plan.padded_hw:
-        raise InputError(f"frames of size {tuple(frames.shape[-2:])} do not match the plan's model size {plan.padded_hw}")
+        raise InputError(
+            f"frames of size {tuple(frames.shape[-2:])} differ from the plan's model size {plan.padded_hw}"
+        )
     rows, cols = plan.output_box.slices()
     return frames[..., rows, cols]
 
@@ -91,7 +97,9 @@ def frames_to_model(
     """Frames (T, H, W, 3) / (T, 3, H, W), uint8 or float [0, 1] -> model input (3, T, *plan.padded_hw) in [-1, 1]."""
     unit = frames_to_unit(frames, layout)
     if tuple(unit.shape[-2:]) != plan.input_hw:
-        raise InputError(f"frames of size {tuple(unit.shape[-2:])} (h, w) do not match the plan made for {plan.input_hw}")
+        raise InputError(
+            f"frames of size {tuple(unit.shape[-2:])} (h, w) differ from the plan made for {plan.input_hw}"
+        )
     # Out-of-place clamp: `unit` may be the caller's own float32 tensor when no resize is needed.
     resized = resize_frames(unit, plan.resized_hw).clamp(0.0, 1.0)
     del unit

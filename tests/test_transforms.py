@@ -38,7 +38,8 @@ def official_plan(pipeline):
 def test_official_preprocessing_matches_the_golden(pipeline, official_plan):
     _, g = pipeline
     expected = g["transform.out_cthw"]
-    torch.testing.assert_close(frames_to_model(g["input.video_float_tchw"], official_plan, layout="tchw"), expected, **TOL)
+    from_float = frames_to_model(g["input.video_float_tchw"], official_plan, layout="tchw")
+    torch.testing.assert_close(from_float, expected, **TOL)
     # The same from the uint8 frames, in both layouts (what a video reader or ComfyUI hands over).
     u8 = g["input.frames_uint8_tchw"]
     torch.testing.assert_close(frames_to_model(u8, official_plan), expected, **TOL)
@@ -66,7 +67,8 @@ def test_official_uint8_output_matches_the_golden(pipeline, official_plan):
     assert got.dtype == torch.uint8 and got.shape == expected.shape and got.is_contiguous()
     diff = (got.int() - expected.int()).abs()
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
-    from_cthw = model_to_frames(rearrange(g["output.colorfix_tchw"], "t c h w -> c t h w"), official_plan, layout="cthw")
+    cthw = rearrange(g["output.colorfix_tchw"], "t c h w -> c t h w")
+    from_cthw = model_to_frames(cthw, official_plan, layout="cthw")
     assert torch.equal(from_cthw, got)
 
 
