@@ -43,6 +43,7 @@ def test_short_side_gives_that_short_side_and_the_rounded_long_side():
     plan = plan_size(SizeRequest(short_side=500), 251, 333)
     assert plan.output_hw == (500, round(333 * 500 / 251))  # float round: an independent path
     assert plan.padded_hw == (512, 672) and plan.crop_box.hw == plan.resized_hw == plan.output_hw
+    assert plan.describe() == "333x251 -> resize 663x500 -> pad 663x500 -> model 672x512 -> output 663x500"
 
 
 def test_exact_size_with_another_aspect_is_refused_with_pad_and_cropped_with_crop():
