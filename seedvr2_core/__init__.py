@@ -1,8 +1,10 @@
 """SeedVR2 one-step video restoration: the host-independent core of the node pack.
 
-Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`.
+Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`,
+`color_fix`, `SizeRequest`, `SizePlan`, `plan_size` (tensor helpers for a plan: `seedvr2_core.transforms`).
 """
 
+from .color import COLOR_METHODS, color_fix
 from .config import DIT_CONFIGS, DiTConfig, make_dit_config
 from .dit import NaDiT, load_dit, partition_windows
 from .errors import (
@@ -13,8 +15,10 @@ from .errors import (
     StateDictMismatchError,
     UnsupportedCheckpointError,
 )
+from .sizing import SizePlan, SizeRequest, plan_size
 
 __all__ = [
+    "COLOR_METHODS",
     "DIT_CONFIGS",
     "CheckpointError",
     "ConfigError",
@@ -22,9 +26,13 @@ __all__ = [
     "InputError",
     "NaDiT",
     "SeedVR2Error",
+    "SizePlan",
+    "SizeRequest",
     "StateDictMismatchError",
     "UnsupportedCheckpointError",
+    "color_fix",
     "load_dit",
     "make_dit_config",
     "partition_windows",
+    "plan_size",
 ]
