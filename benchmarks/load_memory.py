@@ -46,7 +46,7 @@ def main() -> None:
     try:
         for dtype in args.dtypes.split(","):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "tests.rss_probe", "dit", str(path), dtype],
+            out = subprocess.run([sys.executable, str(REPO / "tests" / "rss_probe.py"), "dit", str(path), dtype],
                                  capture_output=True, text=True, check=True, cwd=REPO, env=env)
             r = json.loads(out.stdout)
             growth = r["peak"] - r["before"]

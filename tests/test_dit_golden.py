@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seedvr2_core import load_dit
-from tests.dit_io import case_inputs, split_outputs
+from dit_io import case_inputs, split_outputs
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 CASES = [("dit_tiny_3b", "A"), ("dit_tiny_3b", "B"), ("dit_tiny_3b", "D"), ("dit_tiny_7b", "AB"), ("dit_tiny_7b", "D")]

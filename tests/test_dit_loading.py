@@ -12,7 +12,7 @@ import torch
 
 from seedvr2_core import NaDiT, StateDictMismatchError, UnsupportedCheckpointError, load_dit, make_dit_config
 from seedvr2_core.random_weights import random_state_dict, write_random_checkpoint
-from tests.conftest import REPO
+from conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_loading_fp16_file_peaks_below_1_2x_file_size(real_width_3b):
     _, path = real_width_3b
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
-        [sys.executable, "-m", "tests.rss_probe", "dit", str(path), "float16"],
+        [sys.executable, str(REPO / "tests" / "rss_probe.py"), "dit", str(path), "float16"],
         capture_output=True, text=True, check=True, cwd=REPO, env=env,
     )
     r = json.loads(out.stdout)
