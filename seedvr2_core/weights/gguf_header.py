@@ -40,6 +40,7 @@ MAX_STRING_BYTES = 1 << 26
 MAX_LIST_ITEMS = 1 << 20  # strings and nested arrays, which cost a Python object each
 MAX_ARRAY_DEPTH = 3
 MAX_DIMS = 4
+MAX_DIM = 2**63 - 1  # dims are int64 in ggml and torch
 
 _SCALARS = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
@@ -163,6 +164,8 @@ def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], str, int]:
     if not 1 <= n_dims <= MAX_DIMS:
         raise fail(cur.path, f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
     dims = struct.unpack(f"<{n_dims}Q", cur.take(8 * n_dims, f"dimensions of {name!r}"))
+    if max(dims) > MAX_DIM:
+        raise fail(cur.path, f"tensor {name!r} has a dimension beyond the int64 range ({max(dims)})")
     code = cur.scalar("<I", f"type of {name!r}")
     try:
         ggml_type = GGMLQuantizationType(code).name
@@ -193,7 +196,7 @@ def _logical_shape(path: str, name: str, dims: tuple[int, ...], fields: dict) ->
     numel = math.prod(dims)
     if (
         not isinstance(orig, np.ndarray) or orig.dtype.kind not in "iu" or not 1 <= len(orig) <= 8
-        or (orig < 0).any() or math.prod(int(v) for v in orig) != numel
+        or (orig < 0).any() or (orig > MAX_DIM).any() or math.prod(int(v) for v in orig) != numel
     ):
         raise fail(path, f"{ORIG_SHAPE_PREFIX}{name} = {orig!r} is not a shape of {numel} values")
     return tuple(int(v) for v in orig)
