@@ -29,7 +29,6 @@ from .errors import InputError, SeedVR2Error
 from .host import check_interrupt
 from .weights.canonicalize import canonical_key
 from .weights.dequant import BLOCK_SIZES
-from .weights.gguf_header import ORIG_SHAPE_PREFIX
 from .weights.quantize import QUANTIZERS
 from .weights.safetensors_file import write_safetensors
 from .weights.sources import open_source
@@ -159,6 +158,8 @@ def _gguf_array(source, entry: Entry, device) -> "object":
 def _write_gguf(source, entries: list[Entry], dst: str, meta: dict[str, str], device) -> None:
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFWriter
+
+    from .weights.gguf_header import ORIG_SHAPE_PREFIX
 
     tmp = dst + ".part"
     writer = GGUFWriter(tmp, arch="seedvr2")
