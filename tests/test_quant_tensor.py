@@ -83,6 +83,9 @@ def test_arithmetic_sees_plain_bytes_and_float_casts_refuse():
         q.to(torch.float32)
     with pytest.raises(TypeError, match="dequantize_as"):
         q.to("cpu", torch.float16)
+    for cast in (q.float, q.half, q.bfloat16, q.double):
+        with pytest.raises(TypeError, match="dequantize_as"):
+            cast()
 
 
 def test_cast_weight_decodes_in_the_input_dtype():

@@ -32,6 +32,8 @@ _PRESERVING = frozenset({
     torch.Tensor.share_memory_,
     torch.Tensor.data.__get__,
 })
+# Shortcut casts that would turn the bytes into meaningless numbers.
+_REFUSED = frozenset({torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16, torch.Tensor.double})
 
 
 class QuantizedTensor(torch.Tensor):
@@ -57,17 +59,21 @@ class QuantizedTensor(torch.Tensor):
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
+        src = args[0] if args else None
+        if func in _REFUSED and isinstance(src, cls):
+            raise cls._cast_error(src, func.__name__)
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **(kwargs or {}))
-        src = args[0] if args else None
         if func not in _PRESERVING or not isinstance(src, cls) or not isinstance(out, torch.Tensor) or isinstance(out, cls):
             return out
         if out.dtype != torch.uint8:
-            raise TypeError(
-                f"a {src.qtype} quantised tensor cannot be cast to {out.dtype} with .to(): "
-                "call dequantize_as(dtype, device) (or ops.cast_weight) instead"
-            )
+            raise cls._cast_error(src, f"to({out.dtype})")
         return cls._wrap(out, src.qtype, src.logical_shape)
+
+    @staticmethod
+    def _cast_error(src: "QuantizedTensor", what: str) -> TypeError:
+        return TypeError(f"a {src.qtype} quantised tensor cannot be cast with .{what}: "
+                         "call dequantize_as(dtype, device) (or ops.cast_weight) instead")
 
     def raw_bytes(self) -> torch.Tensor:
         """The blocks as a plain (n_bytes,) uint8 tensor sharing this tensor's memory."""

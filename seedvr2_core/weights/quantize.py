@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dequant import BLOCK_SIZES
-
 # Range stretches tried per sub-block: rounding step = (max - min) / (15 + r).
 Q4_K_STRETCHES = tuple(r / 10 for r in range(-9, 10, 2))
 
@@ -107,8 +105,3 @@ def quantize_q4_k(x: torch.Tensor) -> torch.Tensor:
 
 
 QUANTIZERS = {"Q8_0": quantize_q8_0, "Q4_K": quantize_q4_k}
-
-
-def block_values(qtype: str) -> int:
-    """Values per block of `qtype` (a tensor's element count must be a multiple of it)."""
-    return BLOCK_SIZES[qtype][0]
