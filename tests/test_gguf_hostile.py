@@ -120,7 +120,7 @@ def check_bytes(blob: bytes, path: str) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert elapsed < 1.0, f"took {elapsed:.2f} s"
-    assert peak <= 8 * len(blob) + 256 * 1024, f"{peak} bytes allocated for a {len(blob)}-byte file"
+    assert peak <= 8 * len(blob) + 64 * 1024, f"{peak} bytes allocated for a {len(blob)}-byte file"
     assert declared <= len(blob)
 
 

@@ -72,6 +72,8 @@ def test_parameter_slot_and_module_moves_keep_the_bytes():
     assert isinstance(clone.weight, nn.Parameter)
     assert_same_quantized(clone.weight, q)
     assert layer.weight.numel() * layer.weight.element_size() == q.numel()  # memory accounting sees the bytes
+    layer.weight.data = q.raw_bytes().clone()  # block-swap style: new storage, same parameter object
+    assert_same_quantized(layer.weight, q)
     x = torch.randn(5, q.logical_shape[1])
     torch.testing.assert_close(layer(x), F.linear(x, decoded), atol=0, rtol=0)
 
