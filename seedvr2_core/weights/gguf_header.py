@@ -36,7 +36,7 @@ ORIG_SHAPE_PREFIX = "comfy.gguf.orig_shape."  # ComfyUI-GGUF's key for a tensor'
 MAX_TENSORS = 1 << 16
 MAX_KEYS = 1 << 16
 MAX_NAME_BYTES = 1 << 16
-MAX_STRING_BYTES = 1 << 26
+MAX_STRING_BYTES = 1 << 26  # also the limit for one numeric array
 MAX_LIST_ITEMS = 1 << 20  # strings and nested arrays, which cost a Python object each
 MAX_ARRAY_DEPTH = 3
 MAX_DIMS = 4
@@ -127,8 +127,8 @@ def _value(cur: _Cursor, vtype: int, key: str, depth: int) -> tuple[object, tupl
     count = cur.scalar("<Q", f"array length of {key!r}")
     if etype in _NUMPY:
         itemsize = _NUMPY[etype].itemsize
-        if count > cur.remaining() // itemsize:
-            raise fail(cur.path, f"array {key!r} claims {count} items, more than the file holds")
+        if count > min(cur.remaining(), MAX_STRING_BYTES) // itemsize:
+            raise fail(cur.path, f"array {key!r} claims {count} items, more than the file holds (or 64 MiB)")
         return np.frombuffer(cur.take(count * itemsize, f"array {key!r}"), _NUMPY[etype]), (vtype, etype)
     if etype not in (GGUFValueType.STRING, GGUFValueType.ARRAY):
         raise fail(cur.path, f"array {key!r} has an unknown element type {etype}")
