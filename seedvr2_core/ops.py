@@ -19,9 +19,9 @@ def cast_weight(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | No
     dequantize = getattr(w, "dequantize_as", None)
     if dequantize is not None:
         return dequantize(like.dtype, like.device)
-    if w.dtype != like.dtype or w.device != like.device:
-        return w.to(device=like.device, dtype=like.dtype, non_blocking=True)
-    return w
+    if w.device != like.device:
+        w = w.to(like.device, non_blocking=True)  # move the stored (e.g. fp8) form, widen it on arrival
+    return w if w.dtype == like.dtype else w.to(like.dtype)
 
 
 class Linear(nn.Linear):
