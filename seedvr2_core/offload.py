@@ -171,7 +171,8 @@ class BlockSwapper:
         blocks = getattr(model, "blocks", None)
         if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
             raise InputError(f"{type(model).__name__} has no blocks to swap (expected a NaDiT)")
-        if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= len(blocks):
+        whole = isinstance(blocks_to_swap, int) and not isinstance(blocks_to_swap, bool)
+        if not whole or not 0 <= blocks_to_swap <= len(blocks):
             raise InputError(f"blocks_to_swap must be an integer from 0 to {len(blocks)} (all), got {blocks_to_swap!r}")
         self.model, self.blocks_to_swap, self.swap_io = model, blocks_to_swap, swap_io
         self.device = resolve_device(device)
@@ -270,7 +271,11 @@ class BlockSwapper:
         groups = [(u, slots, t) for u in self._units for slots, t in tensor_groups(u.modules)]
         packed = lambda t: self.pack_host and _packable(t) and not (self.pin_memory and t.is_pinned())  # noqa: E731
         arenas = _HostArenas(self.pin_memory, sum(_aligned(t.nbytes) for _, _, t in groups if packed(t)))
-        for unit, slots, t in groups:
+        groups.reverse()
+        while groups:
+            # Popping lets each original be freed once its packed copy is in place: the host peak is
+            # the swapped weights plus one arena, not twice the swapped weights.
+            unit, slots, t = groups.pop()
             if packed(t):
                 home = arenas.pack(t)
             else:
@@ -354,7 +359,10 @@ class BlockSwapper:
         with self._engine.copying():
             for e in buffered:
                 e.device_view.copy_(e.host_value, non_blocking=True)
-            moved = [e.host_value.to(self.device, non_blocking=True) for e in unit.entries if e.offset is None]
+            # copy=True: on a CPU "device" too, the unit runs on fresh tensors, as on a GPU.
+            moved = [
+                e.host_value.to(self.device, non_blocking=True, copy=True) for e in unit.entries if e.offset is None
+            ]
         self._forward_bytes += unit.nbytes
         return _InFlight(position, self._engine.mark_ready(), moved)
 

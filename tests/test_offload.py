@@ -24,7 +24,8 @@ def golden_models(golden, golden_io):
     out = {}
     for name, case in GOLDEN_CASES.items():
         info, weights = golden(name)
-        out[name] = (load_dit(weights, config=info["config_overrides_vs_official"]), case_inputs(golden_io(name), case)[:5])
+        model = load_dit(weights, config=info["config_overrides_vs_official"])
+        out[name] = (model, case_inputs(golden_io(name), case)[:5])
     return out
 
 
@@ -70,7 +71,9 @@ def test_golden_outputs_identical_with_swapping(golden_models, name):
         assert swapper.bytes_last_forward == unit_bytes(model, blocks, swap_io)
 
 
-@pytest.mark.parametrize("blocks,swap_io,pack_host", [(0, True, False), (4, False, False), (9, False, True), (5, True, True)])
+@pytest.mark.parametrize(
+    "blocks,swap_io,pack_host", [(0, True, False), (4, False, False), (9, False, True), (5, True, True)]
+)
 def test_deep_model_outputs_identical_with_swapping(deep_model, blocks, swap_io, pack_host):
     model, inputs = deep_model
     resident = model(*inputs)
@@ -124,6 +127,52 @@ def test_swapped_blocks_run_on_copies_and_go_home_after(deep_model, pack_host):
             assert all(torch.equal(a, b) for a, b in zip(before[i], block.state_dict().values()))
 
 
+class Tagged(torch.Tensor):
+    """A tensor subclass standing in for quantised weight types: it must travel as itself, via `.to`."""
+
+
+def store_unusually(block) -> dict[str, tuple[type, torch.dtype]]:
+    """fp8 matrices (packed path), a non-contiguous and a subclass one (`.to` path); returns key -> (type, dtype)."""
+    for i, (name, p) in enumerate(n for n in block.named_parameters() if n[1].ndim == 2):
+        owner, _, leaf = name.rpartition(".")
+        if i == 0:
+            value = p.detach().t().contiguous().t()  # same values, transposed strides
+        elif i == 1:
+            value = p.detach().as_subclass(Tagged)
+        else:
+            value = p.detach().to(torch.float8_e4m3fn)
+        block.get_submodule(owner)._parameters[leaf] = torch.nn.Parameter(value, requires_grad=False)
+    return {k: (type(t), t.dtype) for k, t in block.state_dict(keep_vars=True).items()}
+
+
+def test_stored_dtypes_and_tensor_types_travel_unchanged():
+    """Weights stored as fp8, non-contiguous or as a tensor subclass are copied as stored, never converted."""
+    cfg = make_dit_config("seedvr2-3b", {**DEEP, "num_layers": 3, "mm_layers": 1})
+    model = load_dit(random_state_dict(cfg, 2), config=cfg)
+    stored = [store_unusually(block) for block in model.blocks]
+    g = torch.Generator().manual_seed(3)
+    inputs = (torch.randn(96, 33, generator=g), torch.randn(4, 32, generator=g),
+              torch.tensor([[1, 8, 12]]), torch.tensor([[4]]), torch.tensor([999.0]))
+    resident = model(*inputs)
+    seen, ptrs = {}, {}
+
+    class Types:
+        def before_block(self, index, block):
+            seen[index] = {k: (type(t), t.dtype) for k, t in block.state_dict(keep_vars=True).items()}
+            ptrs[index] = [t.data_ptr() for t in block.state_dict().values()]
+
+        def after_block(self, index, block):
+            pass
+
+    with BlockSwapper(model, 3, "cpu", pack_host=True) as swapper, observing(model, Types()):
+        homes = [[t.data_ptr() for t in block.state_dict().values()] for block in model.blocks]
+        assert torch.equal(model(*inputs), resident)
+        assert swapper.bytes_last_forward == unit_bytes(model, 3, False)
+    assert seen == dict(enumerate(stored))
+    assert all(p != h for i in ptrs for p, h in zip(ptrs[i], homes[i]))  # every tensor ran on a fresh copy
+    assert [{k: (type(t), t.dtype) for k, t in b.state_dict(keep_vars=True).items()} for b in model.blocks] == stored
+
+
 def test_detach_restores_the_very_same_tensors(deep_model):
     model, inputs = deep_model
     resident = model(*inputs)
@@ -145,7 +194,8 @@ def test_detach_after_packing_keeps_devices_dtypes_and_values(deep_model):
         pass
     after = snapshot(model)
     for k, (kind, device, dtype, grad, value) in before.items():
-        assert (type(after[k]), after[k].device, after[k].dtype, after[k].requires_grad) == (kind, device, dtype, grad), k
+        now = after[k]
+        assert (type(now), now.device, now.dtype, now.requires_grad) == (kind, device, dtype, grad), k
         assert torch.equal(after[k], value), k
     assert torch.equal(model(*inputs), resident)
 
@@ -207,8 +257,25 @@ def test_residency_moves_and_puts_back_the_originals(deep_model):
         assert residency.moved_bytes == sum(t.nbytes for k, t in before.items() if not k.startswith("blocks.0."))
     for k, t in inside.items():
         assert t.device.type == ("cpu" if k.startswith("blocks.0.") else "meta"), k
-        assert t.dtype == before[k].dtype and isinstance(t, torch.nn.Parameter) == isinstance(before[k], torch.nn.Parameter)
+        assert t.dtype == before[k].dtype and type(t) is type(before[k])
     after = snapshot(model)
+    assert all(after[k] is before[k] for k in before)
+
+
+def test_residency_moves_tied_weights_once_for_any_module():
+    """A VAE-like module with a buffer and a weight shared by two layers."""
+    conv = torch.nn.Conv3d(3, 4, 3)
+    module = torch.nn.Sequential(conv, torch.nn.BatchNorm3d(4), torch.nn.Conv3d(4, 3, 1))
+    module[2].weight = torch.nn.Parameter(torch.randn(3, 4, 1, 1, 1))
+    module.append(torch.nn.Conv3d(4, 3, 1))
+    module[3].weight = module[2].weight
+    before = snapshot(module)
+    with on_device(module, "meta") as residency:
+        assert module[3].weight is module[2].weight and module[2].weight.is_meta
+        assert module[1].running_mean.is_meta and not isinstance(module[1].running_mean, torch.nn.Parameter)
+        unique = {id(t): t for t in before.values()}.values()
+        assert residency.moved_bytes == sum(t.nbytes for t in unique)
+    after = snapshot(module)
     assert all(after[k] is before[k] for k in before)
 
 
