@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seedvr2_core import NaDiT, load_dit, make_dit_config  # noqa: E402
-from seedvr2_core.offload import BlockSwapper  # noqa: E402
+from seedvr2_core.offload import IO_IN, IO_OUT, BlockSwapper  # noqa: E402
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -92,9 +92,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # timing only; the swapper itself never synchronises
 
 
+def weight_bytes(model, blocks: int, swap_io: bool) -> int:
+    """Stored bytes of the modules swapped in this setting, counted from their own state dicts."""
+    modules = list(model.blocks[:blocks])
+    if swap_io:
+        modules += [getattr(model, n) for n in IO_IN + IO_OUT if hasattr(model, n)]
+    return sum(t.nbytes for m in modules for t in m.state_dict().values())
+
+
 def time_setting(model, inputs, device, blocks: int, args, stats: dict) -> None:
     """One round of one setting: attach, warm up, time `args.forwards` forwards, detach."""
-    with BlockSwapper(model, blocks, device, swap_io=args.swap_io and blocks > 0) as swapper:
+    swap_io = args.swap_io and blocks > 0
+    stats["swapped"] = weight_bytes(model, blocks, swap_io)
+    with BlockSwapper(model, blocks, device, swap_io=swap_io) as swapper:
         with torch.inference_mode():
             out = model(*inputs)
             if device.type == "cuda":
@@ -106,7 +116,6 @@ def time_setting(model, inputs, device, blocks: int, args, stats: dict) -> None:
                 sync(device)
                 stats["times"].append(time.perf_counter() - start)
         stats["bytes"] = swapper.bytes_last_forward
-        stats["swapped"] = swapper.swapped_bytes
         stats["buffers"] = swapper.device_buffer_bytes
         if device.type == "cuda":
             stats["peak"] = max(stats.get("peak", 0), torch.cuda.max_memory_allocated(device))

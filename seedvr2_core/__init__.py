@@ -1,10 +1,12 @@
 """SeedVR2 one-step video restoration: the host-independent core of the node pack.
 
-Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`.
+Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`,
+`BlockSwapper` (low VRAM), `on_device` / `ModuleResidency` (models taking turns on the GPU), `InterruptObserver`.
 """
 
 from .config import DIT_CONFIGS, DiTConfig, make_dit_config
 from .dit import NaDiT, load_dit, partition_windows
+from .dit.observers import InterruptObserver
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -13,18 +15,24 @@ from .errors import (
     StateDictMismatchError,
     UnsupportedCheckpointError,
 )
+from .offload import BlockSwapper
+from .residency import ModuleResidency, on_device
 
 __all__ = [
     "DIT_CONFIGS",
+    "BlockSwapper",
     "CheckpointError",
     "ConfigError",
     "DiTConfig",
     "InputError",
+    "InterruptObserver",
+    "ModuleResidency",
     "NaDiT",
     "SeedVR2Error",
     "StateDictMismatchError",
     "UnsupportedCheckpointError",
     "load_dit",
     "make_dit_config",
+    "on_device",
     "partition_windows",
 ]
