@@ -17,6 +17,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,8 +65,15 @@ def tensor_groups(
 def resolve_device(device: torch.device | str) -> torch.device:
     """`device` with its index filled in ("cuda" -> "cuda:<current>"), so device comparisons are exact."""
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {str(device)!r} was asked for, but this PyTorch has no usable CUDA GPU: "
+            "pick 'cpu', or install a CUDA build of torch that matches your driver."
+        )
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 

@@ -285,6 +285,14 @@ def test_bad_block_count_is_refused(deep_model, bad):
         BlockSwapper(deep_model[0], bad, "cpu")
 
 
+def test_missing_gpu_is_a_clear_error(deep_model):
+    missing = f"cuda:{torch.cuda.device_count()}"  # no CUDA at all, or one index past the last GPU
+    with pytest.raises(InputError, match="no usable CUDA|does not exist"):
+        BlockSwapper(deep_model[0], 2, missing)
+    with pytest.raises(InputError, match="no usable CUDA|does not exist"):
+        on_device(deep_model[0], missing)
+
+
 def test_second_swapper_on_the_same_model_is_refused(deep_model):
     model, _ = deep_model
     with BlockSwapper(model, 2, "cpu"):
