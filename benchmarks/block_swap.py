@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the settings")
     ap.add_argument("--forwards", type=int, default=2, help="timed forwards per setting and round")
     ap.add_argument("--attention", default="auto")
+    ap.add_argument("--threads", type=int, help="CPU threads (fewer are steadier on a shared machine)")
     return ap.parse_args()
 
 
@@ -141,6 +142,8 @@ def report(settings: list[int], stats: dict, layers: int, device: torch.device) 
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("float16" if device.type == "cuda" else "float32")]
     cfg = build_config(args)
