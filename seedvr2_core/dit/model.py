@@ -23,7 +23,12 @@ from .window_attention import build_window_plan
 
 
 class BlockObserver(Protocol):
-    """Called around every block of a forward pass (block swapping, cancellation, profiling)."""
+    """Called around every block of a forward pass (block swapping, cancellation, profiling).
+
+    Observers may also define `begin_forward()` and `end_forward(failed: bool)`: called, when present,
+    at the start of every forward and at its end, even when it raised (`failed`), so that state kept
+    across blocks (weights in flight, events) is reset before the model is used again.
+    """
 
     def before_block(self, index: int, block: nn.Module) -> None: ...
 
@@ -132,7 +137,23 @@ class NaDiT(nn.Module):
     def _backend(self, device: torch.device) -> AttentionBackend:
         return resolve_backend(self.attention, device)
 
+    def _notify(self, event: str, *args) -> None:
+        for observer in list(self.observers):
+            hook = getattr(observer, event, None)  # optional events (see BlockObserver)
+            if hook is not None:
+                hook(*args)
+
     def forward(self, vid, txt, vid_shape, txt_shape, timestep) -> torch.Tensor:
+        failed = True
+        try:
+            self._notify("begin_forward")
+            out = self._forward(vid, txt, vid_shape, txt_shape, timestep)
+            failed = False
+        finally:
+            self._notify("end_forward", failed)
+        return out
+
+    def _forward(self, vid, txt, vid_shape, txt_shape, timestep) -> torch.Tensor:
         shapes, txt_lens = self._check_shapes(vid, txt, vid_shape, txt_shape)
         cfg, dtype, device = self.config, self.compute_dtype, vid.device
         _, ph, pw = cfg.patch_size
