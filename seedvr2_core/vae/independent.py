@@ -15,8 +15,17 @@ from .tiles import Span, overlapping, ramp_weights
 from .tiling import VAETiling, whole_frame_plan
 
 
-def _spans(n: int, tile: int, overlap: int) -> list[Span]:
-    return overlapping(n, max(tile, 1), overlap)
+def tile_spans(cfg, op: str, h: int, w: int, tiling: VAETiling) -> tuple[list[Span], list[Span], int]:
+    """Row and column spans of the tiles on the latent grid, and the input pixels per latent pixel.
+
+    h, w: the call's input size (video pixels for "encode", latent positions for "decode").
+    """
+    s = cfg.spatial_downsample_factor
+    in_scale = s if op == "encode" else 1
+    lh, lw = h // in_scale, w // in_scale
+    tile = max(1, tiling.tile_size // s)
+    overlap = tiling.tile_overlap // s
+    return overlapping(lh, tile, overlap), overlapping(lw, tile, overlap), in_scale
 
 
 def run_independent(vae, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress,
@@ -26,12 +35,9 @@ def run_independent(vae, steps, x: torch.Tensor, latent_frames: int, tiling: VAE
 
     s = vae.config.spatial_downsample_factor
     # Tiles are laid out on the latent grid, so encoder tiles are whole latent pixels.
-    lh, lw = (x.shape[3] // s, x.shape[4] // s) if encode else x.shape[3:]
-    tile = max(1, tiling.tile_size // s)
-    overlap = tiling.tile_overlap // s
-    rows, cols = _spans(lh, tile, overlap), _spans(lw, tile, overlap)
+    rows, cols, in_scale = tile_spans(vae.config, "encode" if encode else "decode", *x.shape[3:], tiling)
+    lh, lw = x.shape[3] // in_scale, x.shape[4] // in_scale
     out_scale = 1 if encode else s  # output pixels per latent pixel
-    in_scale = s if encode else 1
     wr = ramp_weights([Span(r.lo * out_scale, r.hi * out_scale) for r in rows], lh * out_scale)
     wc = ramp_weights([Span(c.lo * out_scale, c.hi * out_scale) for c in cols], lw * out_scale)
     n_tiles = len(rows) * len(cols)

@@ -133,7 +133,8 @@ def run_chunks(vae: VideoAutoencoder, steps, x: torch.Tensor, latent_frames: int
             progress(done[0], total)
 
     out = None
-    for lo, hi in chunks:
+    for k, (lo, hi) in enumerate(chunks):
+        state.last = k == len(chunks) - 1
         if encode:
             p0, p1 = pixel_range(lo, hi, factor)
             part = x[:, :, p0:p1]

@@ -54,11 +54,17 @@ def frame_moments(x: torch.Tensor, groups: int) -> FrameMoments:
 def norm_silu_into(out: torch.Tensor, x: torch.Tensor, norm: GroupNorm, moments: FrameMoments | None) -> None:
     """out[...] = silu(GroupNorm(x)) per frame; x, out (B, C, T, h, w). Without moments x is a whole frame."""
     if moments is None:
-        y = F.group_norm(frames_view(x), norm.num_groups, _vec(norm.weight, x), _vec(norm.bias, x), norm.eps)
-        out.copy_(y.view(x.shape[0], x.shape[2], *y.shape[1:]).transpose(1, 2))
+        y = group_norm(x, norm)
+        torch.ops.aten.silu.out(y, out=out)  # one pass: activation and copy into the padded input
     else:
         _apply_moments(out, x, norm, moments)
-    F.silu(out, inplace=True)
+        F.silu(out, inplace=True)
+
+
+def group_norm(x: torch.Tensor, norm: GroupNorm) -> torch.Tensor:
+    """Per-frame GroupNorm of a whole frame x (B, C, T, H, W) -> same shape, channels-last."""
+    y = F.group_norm(frames_view(x), norm.num_groups, _vec(norm.weight, x), _vec(norm.bias, x), norm.eps)
+    return y.view(x.shape[0], x.shape[2], *y.shape[1:]).transpose(1, 2)
 
 
 def _vec(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,11 @@ The shuffled frames are written straight into the next conv's padded input, one 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..ops import cast_weight
+from .kernels import CL3D, conv3d
 from .layers import Upsample
 from .tiles import Span
-
-CL3D = torch.channels_last_3d
 
 
 def _upscale(x: torch.Tensor, up: Upsample, z_only: int | None) -> torch.Tensor:
@@ -30,7 +28,7 @@ def _upscale(x: torch.Tensor, up: Upsample, z_only: int | None) -> torch.Tensor:
         w = w.view(2, 2, zr, c, *w.shape[1:])[:, :, z_only].reshape(4 * c, *w.shape[1:])
         b = b.view(2, 2, zr, c)[:, :, z_only].reshape(4 * c)
         zr = 1
-    u = F.conv3d(x, cast_weight(w, x), cast_weight(b, x)).contiguous(memory_format=CL3D)
+    u = conv3d(x, cast_weight(w, x), cast_weight(b, x)).contiguous(memory_format=CL3D)
     bt, _, t, h, wd = u.shape
     return u.permute(0, 2, 3, 4, 1).view(bt, t, h, wd, 2, 2, zr, c)
 
