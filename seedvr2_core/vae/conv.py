@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .acts import Act
 from .kernels import empty_cl
 from .norm import norm_silu_into
 from .program import ConvStep
@@ -46,21 +47,27 @@ def timing(conv, frames_in: int, cached: int | None) -> Timing:
     return Timing(front, False, out, out * st, padded - out * st)
 
 
-def conv_weight(step: ConvStep, tm: Timing, folded: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The conv's weight, or for a folded first frame its sum over time (kept in `folded` for the call)."""
+def conv_weight(step: ConvStep, tm: Timing) -> torch.Tensor:
+    """The conv's weight, or for a folded first frame its sum over time (summed in float32)."""
     w = step.conv.weight
     if not tm.fold:
         return w
-    if step.name not in folded:
-        acc = w[:, :, :1].to(torch.float32, copy=True)
-        for i in range(1, w.shape[2]):
-            acc += w[:, :, i:i + 1]
-        folded[step.name] = acc.to(w.dtype)
-    return folded[step.name]
+    acc = w[:, :, :1].to(torch.float32, copy=True)
+    for i in range(1, w.shape[2]):
+        acc += w[:, :, i:i + 1]
+    return acc.to(w.dtype)
 
 
-def conv_input(step: ConvStep, src: torch.Tensor, tile: Rect, cache, tm: Timing, moments, first: bool):
-    """The padded conv input of one output tile: (B, Cin, front + frames, rows, cols), and its core rect."""
+def source_rows(step: ConvStep, rows: Span, h: int) -> Span:
+    """Rows of the step's source (h rows) that the output rows `rows` depend on."""
+    if step.up is not None:
+        hi_res = clip(conv_window(rows, 2 * h, "same")[0], 2 * h)
+        return Span(hi_res.lo // 2, (hi_res.hi + 1) // 2)
+    return clip(conv_window(rows, h, step.kind)[0], h)
+
+
+def conv_input(step: ConvStep, src: Act, tile: Rect, cache, tm: Timing, moments, first: bool):
+    """The padded conv input of one output tile: (B, Cin, front + frames, rows, cols), its core, conv padding."""
     b = src.shape[0]
     h_in, w_in = (2 * src.shape[3], 2 * src.shape[4]) if step.up is not None else src.shape[3:]
     need_r, core_r = conv_window(tile.rows, h_in, step.kind)
@@ -72,18 +79,20 @@ def conv_input(step: ConvStep, src: torch.Tensor, tile: Rect, cache, tm: Timing,
     need_c = Span(0, w_in) if pad[1] else need_c
     ok_r, ok_c = clip(need_r, h_in), clip(need_c, w_in)
     frames = tm.front + (1 if tm.fold else frames_in(step, src.shape[2], first))
-    buf = empty_cl(src, b, step.conv.in_channels, frames, need_r.size, need_c.size)
+    buf = empty_cl(cache if cache is not None else _any(src), b, step.conv.in_channels, frames, need_r.size, need_c.size)
     _zero_outside(buf, need_r, need_c, ok_r, ok_c)
     r0, c0 = ok_r.lo - need_r.lo, ok_c.lo - need_c.lo
     inner = buf[:, :, tm.front:, r0:r0 + ok_r.size, c0:c0 + ok_c.size]
     if step.up is not None:
-        upsample_into(inner, src, step.up, ok_r, ok_c, first)
+        upsample_into(inner, src.crop(Span(ok_r.lo // 2, (ok_r.hi + 1) // 2), Span(ok_c.lo // 2, (ok_c.hi + 1) // 2)),
+                      step.up, ok_r, ok_c, first)
     else:
-        part = src[:, :, :, ok_r.lo:ok_r.hi, ok_c.lo:ok_c.hi]
-        if step.norm is not None:
-            norm_silu_into(inner, part, step.norm, moments)
-        else:
-            inner.copy_(part)
+        for off, part in src.pieces(ok_r, ok_c):
+            rows = inner[:, :, :, off:off + part.shape[3]]
+            if step.norm is not None:
+                norm_silu_into(rows, part, step.norm, moments)
+            else:
+                rows.copy_(part)
     if tm.front:
         front = buf[:, :, :tm.front, r0:r0 + ok_r.size, c0:c0 + ok_c.size]
         if cache is not None:
@@ -92,6 +101,10 @@ def conv_input(step: ConvStep, src: torch.Tensor, tile: Rect, cache, tm: Timing,
             front.copy_(inner[:, :, :1].expand_as(front))
     core = Rect(Span(core_r.lo - need_r.lo, core_r.hi - need_r.lo), Span(core_c.lo - need_c.lo, core_c.hi - need_c.lo))
     return buf, (core, core_r, core_c), (0, *pad)
+
+
+def _any(act: Act) -> torch.Tensor:
+    return next(x for x in act.bands if x is not None)
 
 
 def frames_in(step: ConvStep, t: int, first: bool) -> int:

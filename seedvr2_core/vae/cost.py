@@ -22,7 +22,7 @@ from ..config import VAEConfig
 from .conv import frames_in, out_size, timing
 from .norm import BAND_ELEMENTS
 from .program import AttentionStep, ConvStep, last_use
-from .tiles import conv_window
+from .tiles import clip, conv_window
 from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range, whole_frame_plan
 
 # oneDNN scratch + reorders during a conv, as a multiple of the padded conv input (fitted, see module doc).
@@ -73,70 +73,100 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
         p0, p1 = pixel_range(lo, hi, factor)
         acts = {"input": (steps[0].conv.in_channels, p1 - p0 if op == "encode" else hi - lo, h, w)}
         last = last_use(steps)
-        last_chunk = hi == latent_frames
+        ctx = _Ctx(caches, plan, k == 0, hi == latent_frames, b, elem, SCRATCH.get(dtype, 1.0))
         for i, step in enumerate(steps):
-            flops, peak, acts[step.dst] = _step(step, acts, caches, plan, k == 0, last_chunk, b, elem)
+            flops, peak = _step(step, acts, ctx, last[step.src] == i)
             records.append(StepCost(k, step.name, flops, peak + output))
             for name in [n for n, j in last.items() if j == i and n in acts]:
                 del acts[name]
     return records
 
 
+@dataclass
+class _Ctx:
+    caches: dict
+    plan: object
+    first: bool
+    last: bool
+    batch: int
+    elem: int
+    scratch: float
+
+
 def _numel(shape) -> int:
     return math.prod(shape)
 
 
-def _step(step, acts, caches, plan, first: bool, last: bool, b: int, elem: int):
-    """(flops, peak bytes excluding the output, output shape (C, T, H, W)) of one step; updates caches."""
+def _step(step, acts: dict, ctx: _Ctx, src_done: bool) -> tuple[int, int]:
+    """(flops, peak bytes excluding the call's output) of one step; adds its outputs to `acts`."""
     c, t, h, w = acts[step.src]
-    live = b * elem * (sum(_numel(a) for a in acts.values()) + sum(n for _, n in caches.values()))
+    unit = ctx.batch * ctx.elem
+    others = unit * (sum(_numel(a) for n, a in acts.items() if n != step.src)
+                     + sum(n for _, n in ctx.caches.values()))
+    src = unit * _numel(acts[step.src])
     if isinstance(step, AttentionStep):
         n = h * w
-        flops = b * t * (8 * n * c * c + 4 * n * n * c)
-        temps = b * t * n * c * elem * 5  # normed, q, k, v, projected output
-        return flops, live + temps, (c, t, h, w)
+        acts[step.dst] = (c, t, h, w)
+        # normed tokens, q, k, v, attention output, projected output (the last becomes the activation)
+        return ctx.batch * t * (8 * n * c * c + 4 * n * n * c), others + src + 5 * src
     conv = step.conv
     ho, wo = out_size(step, h, w)
-    fin = frames_in(step, t, first)
-    tm = timing(conv, fin, caches[step.name][0] if step.name in caches else None)
-    cin, cout = conv.in_channels, conv.out_channels
-    kt, kh, kw = conv.kernel_size
-    tiles = plan(step, ho, wo)
-    hin, win = (ho, wo) if step.up is not None else (h, w)
-    new_cache = 0 if last else cin * tm.keep * hin * win
-    dst = cout * tm.frames_out * ho * wo
+    fin = frames_in(step, t, ctx.first)
+    tm = timing(conv, fin, ctx.caches[step.name][0] if step.name in ctx.caches else None)
+    tiles = ctx.plan(step, ho, wo)
     flops, temp = 0, 0
     for tile in tiles:
-        th, tw = tile.rows.size, tile.cols.size
-        flops += 2 * cin * cout * (1 if tm.fold else kt) * kh * kw * tm.frames_out * th * tw
-        if step.shortcut is not None:
-            flops += 2 * step.shortcut.in_channels * cout * tm.frames_out * th * tw
-        rows = conv_window(tile.rows, hin, step.kind)[0].size
-        cols = conv_window(tile.cols, win, step.kind)[0].size
-        buf = cin * (tm.front + (1 if tm.fold else fin)) * rows * cols
-        y = cout * tm.frames_out * th * tw
-        prep, extra = 0, 0
-        if step.up is not None:
-            lo_pos = t * (rows // 2 + 1) * (cols // 2 + 1)
-            r = step.up.upscale_conv.out_channels
-            flops += 2 * cin * r * lo_pos
-            prep = r * lo_pos
-        elif step.norm is not None and len(tiles) == 1:
-            prep = cin * t * th * tw  # the GroupNorm output before it is copied into the padded input
-        scratch = SCRATCH.get(_dtype_of(elem), 1.0) * buf
-        shortcut = y if step.residual is not None else 0
-        temp = max(temp, buf + prep, buf + y + scratch, y + shortcut)
-    multi = dst if len(tiles) > 1 else 0
+        f, tmp = _tile(step, tile, tm, t, fin, (h, w), (ho, wo), len(tiles) == 1, ctx.scratch)
+        flops, temp = flops + f, max(temp, tmp)
+    cout = conv.out_channels
+    out = 0 if step.residual is not None else cout * tm.frames_out * ho * wo  # in-place sums add nothing
+    if step.shortcut is not None:
+        acts[step.shortcut_dst] = (step.shortcut.out_channels, t, h, w)
+        out += _numel(acts[step.shortcut_dst])
+    acts[step.dst] = (cout, tm.frames_out, ho, wo)
+    out *= unit
+    rows = len({tile.rows for tile in tiles})
+    if src_done and rows > 1:
+        # The input is released band by band while the output fills up (plus one band of halo).
+        whole = max(src + out / rows, out + src / rows) + src / rows
+    else:
+        whole = src + (out if len(tiles) > 1 else 0)
+    hin, win = (ho, wo) if step.up is not None else (h, w)
+    new_cache = 0 if ctx.last else conv.in_channels * tm.keep * hin * win
     moments = 2 * BAND_ELEMENTS * 4 if step.norm is not None and len(tiles) > 1 else 0
-    peak = live + b * elem * (new_cache + multi + temp) + moments
-    caches.pop(step.name, None)
+    ctx.caches.pop(step.name, None)
     if new_cache:
-        caches[step.name] = (tm.keep, new_cache)
-    return flops, peak, (cout, tm.frames_out, ho, wo)
+        ctx.caches[step.name] = (tm.keep, new_cache)
+    return flops, int(others + whole + unit * (new_cache + temp) + moments)
 
 
-def _dtype_of(elem: int) -> torch.dtype:
-    return torch.float32 if elem == 4 else torch.bfloat16
+def _tile(step, tile, tm, t: int, fin: int, src_hw, out_hw, single: bool, scratch: float) -> tuple[int, int]:
+    """(flops, temporaries in elements per batch item) of one output tile."""
+    conv = step.conv
+    cin, cout = conv.in_channels, conv.out_channels
+    kt, kh, kw = conv.kernel_size
+    hin, win = out_hw if step.up is not None else src_hw
+    th, tw = tile.rows.size, tile.cols.size
+    flops = 2 * cin * cout * (1 if tm.fold else kt) * kh * kw * tm.frames_out * th * tw
+    need_r = clip(conv_window(tile.rows, hin, step.kind)[0], hin)
+    need_c = clip(conv_window(tile.cols, win, step.kind)[0], win)
+    buf = cin * (tm.front + (1 if tm.fold else fin)) * conv_window(tile.rows, hin, step.kind)[0].size \
+        * conv_window(tile.cols, win, step.kind)[0].size
+    y = cout * tm.frames_out * th * tw
+    prep, side = 0, 0
+    if step.up is not None:
+        lo_pos = ((need_r.hi + 1) // 2 - need_r.lo // 2) * ((need_c.hi + 1) // 2 - need_c.lo // 2)
+        r = step.up.upscale_conv.out_channels
+        first_only = step.up.temporal and fin == 2 * t - 1  # the first latent frame: z = 0 channels only
+        channels = (r // 2 + r * (t - 1)) if first_only else r * t
+        flops += 2 * cin * channels * lo_pos
+        prep = channels * lo_pos
+    elif step.norm is not None and single:
+        prep = cin * t * need_r.size * need_c.size  # GroupNorm output before the copy into the padded input
+    if step.shortcut is not None:
+        side = step.shortcut.out_channels * t * th * tw
+        flops += 2 * cin * side
+    return flops, int(max(buf + prep, buf + y + scratch * buf, y + 2 * side))
 
 
 def estimate(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,

@@ -35,16 +35,16 @@ def frames_view(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b * t, c, h, w)
 
 
-def frame_moments(x: torch.Tensor, groups: int) -> FrameMoments:
-    """Per-frame group moments of x (B, C, T, H, W), computed over bands of rows."""
-    b, c, t, h, w = x.shape
+def frame_moments(act, groups: int) -> FrameMoments:
+    """Per-frame group moments of an activation (B, C, T, H, W) stored as row bands (`acts.Act`)."""
+    b, c, t, h, w = act.shape
     rows = max(1, BAND_ELEMENTS // max(1, b * t * w * c))
-    s1 = torch.zeros(b, t, c, dtype=torch.float64, device=x.device)
-    s2 = torch.zeros_like(s1)
-    for r0 in range(0, h, rows):
-        band = x[:, :, :, r0:r0 + rows].float().permute(0, 2, 3, 4, 1)  # (b, t, rows, w, c)
-        s1 += band.sum((2, 3), dtype=torch.float64)
-        s2 += band.square().sum((2, 3), dtype=torch.float64)
+    s1 = s2 = None
+    for x in act.bands:
+        for r0 in range(0, x.shape[3], rows):
+            band = x[:, :, :, r0:r0 + rows].float().permute(0, 2, 3, 4, 1)  # (b, t, rows, w, c)
+            p1, p2 = band.sum((2, 3), dtype=torch.float64), band.square().sum((2, 3), dtype=torch.float64)
+            s1, s2 = (p1, p2) if s1 is None else (s1 + p1, s2 + p2)
     n = h * w * (c // groups)
     mean = s1.view(b, t, groups, -1).sum(-1) / n
     var = (s2.view(b, t, groups, -1).sum(-1) / n - mean.square()).clamp_min(0.0)

@@ -3,7 +3,7 @@
 Each step reads whole-frame activations and produces one; `engine.py` runs a step over the tiles of its
 output. Written from the official forward passes (FACTS.md section 5):
 
-* resnet: h = conv1(silu(norm1(x))); out = shortcut(x) + conv2(silu(norm2(h)))
+* resnet: h = conv1(silu(norm1(x))); out = shortcut(x) + conv2(silu(norm2(h))) (shortcut 1x1x1 or identity)
 * encoder: conv_in -> blocks (resnets, then a strided conv on the right/bottom zero-padded input) ->
   mid (resnet, attention, resnet) -> silu(norm_out) -> conv_out (2 x latent channels: mean | logvar)
 * decoder: conv_in -> mid -> blocks (resnets, then upscale_conv, depth-to-space, conv) ->
@@ -21,7 +21,11 @@ from .layers import Attention, CausalConv3d, Decoder, Encoder, GroupNorm, Resnet
 
 @dataclass(frozen=True)
 class ConvStep:
-    """dst = conv(prep(src)) [+ shortcut(residual)], prep = silu(norm(.)), upsampling, or nothing."""
+    """dst = conv(prep(src)) [+ residual], prep = silu(norm(.)), upsampling, or nothing.
+
+    With `shortcut`, the step also writes shortcut(src) (a 1x1x1 conv) to activation `shortcut_dst`, so
+    that a resnet's input is no longer needed after its first conv.
+    """
 
     name: str  # module path of the conv; keys its temporal cache
     conv: CausalConv3d
@@ -32,6 +36,7 @@ class ConvStep:
     down: bool = False  # stride-2 conv on the input zero-padded by one at the right and bottom
     residual: str | None = None
     shortcut: CausalConv3d | None = None
+    shortcut_dst: str | None = None
     scale: int = 1  # the step's output resolution is the frame's (image) resolution / scale
 
     @property
@@ -71,9 +76,13 @@ class _Builder:
         return dst
 
     def resnet(self, path: str, block: ResnetBlock, x: str, scale: int) -> str:
-        h = self.conv(f"{path}.conv1", block.conv1, x, scale, norm=block.norm1)
-        return self.conv(f"{path}.conv2", block.conv2, h, scale, norm=block.norm2, residual=x,
-                         shortcut=block.conv_shortcut)
+        skip = x
+        kw = {}
+        if block.conv_shortcut is not None:
+            skip = self.new()
+            kw = {"shortcut": block.conv_shortcut, "shortcut_dst": skip}
+        h = self.conv(f"{path}.conv1", block.conv1, x, scale, norm=block.norm1, **kw)
+        return self.conv(f"{path}.conv2", block.conv2, h, scale, norm=block.norm2, residual=skip)
 
     def mid(self, path: str, mid, x: str, scale: int) -> str:
         x = self.resnet(f"{path}.resnets.0", mid.resnets[0], x, scale)

@@ -33,10 +33,12 @@ def _upscale(x: torch.Tensor, up: Upsample, z_only: int | None) -> torch.Tensor:
     return u.permute(0, 2, 3, 4, 1).view(bt, t, h, wd, 2, 2, zr, c)
 
 
-def upsample_into(out: torch.Tensor, src: torch.Tensor, up: Upsample, rows: Span, cols: Span, first: bool) -> None:
-    """out (B, C, T', rows, cols) = the upsampled src (B, C, T, h, w) over high-res `rows` x `cols`."""
+def upsample_into(out: torch.Tensor, crop: torch.Tensor, up: Upsample, rows: Span, cols: Span, first: bool) -> None:
+    """out (B, C, T', rows, cols) = the upsampled source over high-res `rows` x `cols`.
+
+    crop: the source's low-res rows [rows.lo // 2, ceil(rows.hi / 2)) and the matching columns.
+    """
     r0, c0 = rows.lo // 2, cols.lo // 2
-    crop = src[:, :, :, r0:(rows.hi + 1) // 2, c0:(cols.hi + 1) // 2]
     zr = up.factors[0]
     if first and zr > 1:
         parts = [_upscale(crop[:, :, :1], up, z_only=0)]
