@@ -64,8 +64,10 @@ class Act:
             self.bands[i] = empty_cl(like, b, c, t, s.size, w)
         return self.bands[i][:, :, :, rows.lo - s.lo:rows.hi - s.lo, cols.lo:cols.hi]
 
-    def free(self, i: int) -> None:
-        self.bands[i] = None
+    def free(self, i: int) -> int:
+        """Drop band i; returns its size in bytes."""
+        band, self.bands[i] = self.bands[i], None
+        return 0 if band is None else band.numel() * band.element_size()
 
     @property
     def dtype(self) -> torch.dtype:

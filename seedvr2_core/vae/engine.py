@@ -28,6 +28,7 @@ from .norm import frame_moments, group_norm
 from .program import AttentionStep, ConvStep, Step, last_use
 from .tiles import Rect, Span
 
+TRIM_BYTES = 64 << 20  # hand freed input bands back to the OS every this many bytes
 TilePlan = Callable[[Step, int, int], list[Rect]]  # (step, out height, out width) -> tiles, row-major
 
 
@@ -84,6 +85,7 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
     dst = acts[step.residual] if step.residual is not None else Act((b, cout, tm.frames_out, ho, wo), bands)
     side = Act((b, step.shortcut.out_channels, t, h, w), bands) if step.shortcut is not None else None
     release = _release_plan(step, src, tiles, h) if src_done else {}
+    freed = 0
     for k, tile in enumerate(tiles):
         check_interrupt()
         buf, core, pad = conv_input(step, src, tile, cache, tm, moments, state.first)
@@ -104,7 +106,10 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
             side.region(tile.rows, tile.cols, sc).copy_(sc) if len(tiles) > 1 else _adopt(side, sc)
             del x, sc
         for i in release.get(k, ()):
-            src.free(i)
+            freed += src.free(i)
+        if freed > TRIM_BYTES:
+            release_free_memory()
+            freed = 0
         tick()
     if new_cache is not None:
         state.caches[step.name] = new_cache

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .layers import GroupNorm
 
-BAND_ELEMENTS = 1 << 22  # elements per band of the moment pass (16 MiB of float32 temporaries)
+BAND_ELEMENTS = 1 << 20  # elements per band of the moment pass (4 MiB of float32 temporaries)
 
 
 @dataclass(frozen=True)

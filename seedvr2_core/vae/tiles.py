@@ -56,7 +56,7 @@ def overlapping(n: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
     if tile >= n:
         return [Span(0, n)]
     tile = max(align, tile // align * align)
-    overlap = min(overlap, tile - align)
+    overlap = min(overlap, tile // 2)  # more would multiply the tiles without widening any blend
     step = max(align, (tile - overlap) // align * align)
     count = math.ceil((n - tile) / step) + 1
     # Even spacing of the starts over [0, n - tile], rounded down to the alignment.

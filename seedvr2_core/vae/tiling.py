@@ -66,13 +66,19 @@ def whole_frame_plan(step: Step, height: int, width: int) -> list[Rect]:
 
 
 def frame_plan(tile_size: int | None):
-    """Tile plan of mode "frame": squares of `tile_size` image pixels, scaled to each step's resolution."""
+    """Tile plan of mode "frame": full-width bands of rows with the area of a `tile_size` square.
+
+    Bands rather than squares: a band's rows are contiguous in memory, need no left/right halo, and
+    the input they consume can be released band by band. Areas are in image pixels, so a step at 1/s
+    of the image resolution gets bands of tile_size^2 / s^2 positions.
+    """
     if tile_size is None:
         return whole_frame_plan
 
     def plan(step: Step, height: int, width: int) -> list[Rect]:
-        side = max(MIN_STEP_TILE, math.ceil(tile_size / step.scale))
-        return grid(height, width, side, side)
+        positions = tile_size * tile_size / (step.scale * step.scale)
+        rows = max(MIN_STEP_TILE, math.ceil(positions / width))
+        return grid(height, width, rows, width)
 
     return plan
 
