@@ -1,9 +1,10 @@
 """SeedVR2 one-step video restoration: the host-independent core of the node pack.
 
-Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`.
+Public API (documented in README.md): `load_dit`, `partition_windows`, `DiTConfig`, `DIT_CONFIGS`,
+`load_vae`, `VideoAutoencoder`, `VAETiling`, `VAEConfig`, `VAE_CONFIGS`, `estimate_vae_cost`.
 """
 
-from .config import DIT_CONFIGS, DiTConfig, make_dit_config
+from .config import DIT_CONFIGS, VAE_CONFIGS, DiTConfig, VAEConfig, make_dit_config, make_vae_config
 from .dit import NaDiT, load_dit, partition_windows
 from .errors import (
     CheckpointError,
@@ -13,6 +14,7 @@ from .errors import (
     StateDictMismatchError,
     UnsupportedCheckpointError,
 )
+from .vae import VAETiling, VideoAutoencoder, estimate_vae_cost, load_vae
 
 __all__ = [
     "DIT_CONFIGS",
@@ -24,7 +26,14 @@ __all__ = [
     "SeedVR2Error",
     "StateDictMismatchError",
     "UnsupportedCheckpointError",
+    "VAEConfig",
+    "VAETiling",
+    "VAE_CONFIGS",
+    "VideoAutoencoder",
+    "estimate_vae_cost",
     "load_dit",
+    "load_vae",
     "make_dit_config",
+    "make_vae_config",
     "partition_windows",
 ]

@@ -49,20 +49,18 @@ def grid(height: int, width: int, tile_h: int, tile_w: int) -> list[Rect]:
 
 
 def overlapping(n: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
-    """Spans of length <= `tile` covering [0, n), neighbours overlapping by >= `overlap`, edges on `align`.
+    """Fewest equal spans of length <= `tile` covering [0, n), neighbours overlapping by >= `overlap`.
 
-    The tiles are spread evenly, so no tile is a thin sliver at the end of the axis.
+    Starts are spread evenly and rounded down to multiples of `align`, so no span is a thin sliver.
     """
     if tile >= n:
         return [Span(0, n)]
-    tile = max(align, tile // align * align)
     overlap = min(overlap, tile // 2)  # more would multiply the tiles without widening any blend
-    step = max(align, (tile - overlap) // align * align)
-    count = math.ceil((n - tile) / step) + 1
-    # Even spacing of the starts over [0, n - tile], rounded down to the alignment.
-    starts = [((n - tile) * i // (count - 1)) // align * align for i in range(count)]
-    spans = [Span(s, min(s + tile, n)) for s in starts]
-    spans[-1] = Span(max(n - tile, 0), n)
+    count = math.ceil((n - overlap) / (tile - overlap))
+    size = min(tile, -(-math.ceil((n + (count - 1) * overlap) / count) // align) * align)
+    starts = [((n - size) * i // (count - 1)) // align * align for i in range(count)]
+    spans = [Span(a, min(a + size, n)) for a in starts]
+    spans[-1] = Span(n - size, n)
     return spans
 
 
