@@ -15,7 +15,7 @@ from seedvr2_core import (
     VAETiling,
     load_vae,
 )
-from tests.vae_helpers import TOL, golden_vae
+from tests.vae_helpers import TOL, golden_vae, one_thread  # noqa: F401 (autouse fixture)
 
 SCALE = 0.9152
 

@@ -35,8 +35,9 @@ SLACK = 0.05
 class StepCost:
     chunk: int
     name: str
-    flops: int
+    flops: int  # of this step in this chunk, times `repeat`
     peak_bytes: int
+    repeat: int = 1  # identical chunks this record stands for
 
 
 def _programs(vae):
@@ -69,14 +70,19 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
     output = b * out_c * out_t * out_hw * elem
     caches: dict[str, tuple[int, int]] = {}  # conv name -> (frames kept, elements)
     records = []
-    for k, (lo, hi) in enumerate(latent_chunks(latent_frames, tiling.chunk_size)):
+    chunks = latent_chunks(latent_frames, tiling.chunk_size)
+    for k, (lo, hi) in enumerate(chunks):
+        # Chunks between the second and the last have the second's shapes: cost one, count it repeat times.
+        if len(chunks) > 3 and 1 < k < len(chunks) - 1:
+            continue
+        repeat = len(chunks) - 2 if len(chunks) > 3 and k == 1 else 1
         p0, p1 = pixel_range(lo, hi, factor)
         acts = {"input": (steps[0].conv.in_channels, p1 - p0 if op == "encode" else hi - lo, h, w)}
         last = last_use(steps)
         ctx = _Ctx(caches, plan, k == 0, hi == latent_frames, b, elem, SCRATCH.get(dtype, 1.0))
         for i, step in enumerate(steps):
             flops, peak = _step(step, acts, ctx, last[step.src] == i)
-            records.append(StepCost(k, step.name, flops, peak + output))
+            records.append(StepCost(k, step.name, flops * repeat, peak + output, repeat))
             for name in [n for n, j in last.items() if j == i and n in acts]:
                 del acts[name]
     return records
@@ -181,20 +187,17 @@ def estimate(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | 
 
 
 def _estimate_independent(vae, op, size, tiling: VAETiling, dtype) -> tuple[int, int]:
+    from collections import Counter
+
     from .independent import tile_spans
 
     cfg = vae if isinstance(vae, VAEConfig) else vae.config
     b, t, h, w = size
     rows, cols, scale = tile_spans(cfg, op, h, w, tiling)
+    shapes = Counter((r.size * scale, c.size * scale) for r in rows for c in cols)
     flops, peak = 0, 0
-    for r in rows:
-        for c in cols:
-            sub = (b, t, r.size * scale, c.size * scale)
-            f, p = estimate(vae, op, sub, tiling.with_(tile_size=None, mode="frame"), dtype)
-            flops, peak = flops + f, max(peak, p)
-    s = cfg.spatial_downsample_factor
-    out_c = 2 * cfg.latent_channels if op == "encode" else cfg.out_channels
-    out_t = (t - 1) // cfg.temporal_downsample_factor + 1 if op == "encode" else 1 + cfg.temporal_downsample_factor * (t - 1)
-    out_hw = h * w // (s * s) if op == "encode" else h * w * s * s
-    accumulator = b * out_c * out_t * out_hw * 4  # float32 blend accumulator
-    return flops, peak + accumulator
+    whole = tiling.with_(tile_size=None, mode="frame")
+    for (th, tw), count in shapes.items():
+        f, p = estimate(vae, op, (b, t, th, tw), whole, dtype)
+        flops, peak = flops + count * f, max(peak, p)
+    return flops, peak

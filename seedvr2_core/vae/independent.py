@@ -48,8 +48,10 @@ def run_independent(vae, steps, x: torch.Tensor, latent_frames: int, tiling: VAE
         sub = None if progress is None else (lambda d, t, k=k: progress(k * t + d, n_tiles * t))
         y = run_chunks(vae, steps, part, latent_frames, tiling, whole_frame_plan, sub, encode)
         if out is None:
-            out = torch.zeros(*y.shape[:3], lh * out_scale, lw * out_scale, dtype=torch.float32, device=y.device)
+            out = torch.zeros(*y.shape[:3], lh * out_scale, lw * out_scale, dtype=y.dtype, device=y.device)
         weight = (wr[i][:, None] * wc[j][None, :]).to(y.device)
-        out[:, :, :, r.lo * out_scale:r.hi * out_scale, c.lo * out_scale:c.hi * out_scale] += y.float() * weight
-        del y
-    return out.to(x.dtype)
+        region = out[:, :, :, r.lo * out_scale:r.hi * out_scale, c.lo * out_scale:c.hi * out_scale]
+        # Accumulate in float32 per tile (the output keeps the compute dtype: no second full-size buffer).
+        region.copy_(region.float() + y.float() * weight)
+        del y, region
+    return out

@@ -17,6 +17,7 @@ from ..config import VAEConfig
 from ..errors import InputError
 from .engine import StreamState, run_chunk
 from .independent import run_independent
+from .kernels import release_free_memory
 from .layers import Decoder, Encoder
 from .program import decoder_program, encoder_program
 from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range
@@ -101,7 +102,7 @@ class VideoAutoencoder(nn.Module):
         tiling = tiling or self.tiling
         if tiling.memory_budget is None:
             return tiling
-        return plan_tiling(self, op, size, tiling)
+        return plan_tiling(self, op, size, tiling, self.compute_dtype)
 
     def _run(self, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress, encode: bool):
         if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
@@ -148,6 +149,7 @@ def run_chunks(vae: VideoAutoencoder, steps, x: torch.Tensor, latent_frames: int
             out = y.new_empty(*y.shape[:2], frames, *y.shape[3:])
         out[:, :, o0:o1] = y
         del y
+        release_free_memory()  # keep resident memory flat over long clips
     return out
 
 
