@@ -139,11 +139,18 @@ def _step(step, acts: dict, ctx: _Ctx, src_done: bool) -> tuple[int, int]:
         whole = src + (out if len(tiles) > 1 else 0)
     hin, win = (ho, wo) if step.up is not None else (h, w)
     new_cache = 0 if ctx.last else conv.in_channels * tm.keep * hin * win
-    moments = 2 * BAND_ELEMENTS * 4 if step.norm is not None and len(tiles) > 1 else 0
+    moments = _moments_temp(acts[step.src], ctx) if step.norm is not None and len(tiles) > 1 else 0
     ctx.caches.pop(step.name, None)
     if new_cache:
         ctx.caches[step.name] = (tm.keep, new_cache)
     return flops, int(others + whole + unit * (new_cache + temp) + moments)
+
+
+def _moments_temp(shape, ctx: _Ctx) -> int:
+    """float32 temporaries of `norm.frame_moments` over one band of rows (square, and a copy if half)."""
+    c, t, h, w = shape
+    rows = min(h, max(1, BAND_ELEMENTS // max(1, ctx.batch * t * w * c)))
+    return ctx.batch * t * rows * w * c * 4 * (1 if ctx.elem == 4 else 2)
 
 
 def _tile(step, tile, tm, t: int, fin: int, src_hw, out_hw, single: bool, scratch: float) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from .tiling import VAETiling
 
 log = logging.getLogger(__name__)
 
-TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64)  # image pixels, largest first
+TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32, 16)  # image pixels, largest first
 
 
 def candidates(tiling: VAETiling, image_side: int) -> list[VAETiling]:

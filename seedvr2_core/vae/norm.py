@@ -43,7 +43,8 @@ def frame_moments(act, groups: int) -> FrameMoments:
     for x in act.bands:
         for r0 in range(0, x.shape[3], rows):
             band = x[:, :, :, r0:r0 + rows].float().permute(0, 2, 3, 4, 1)  # (b, t, rows, w, c)
-            p1, p2 = band.sum((2, 3), dtype=torch.float64), band.square().sum((2, 3), dtype=torch.float64)
+            # float32 sums over at most BAND_ELEMENTS values (pairwise summation), combined in float64
+            p1, p2 = band.sum((2, 3)).double(), band.square().sum((2, 3)).double()
             s1, s2 = (p1, p2) if s1 is None else (s1 + p1, s2 + p2)
     n = h * w * (c // groups)
     mean = s1.view(b, t, groups, -1).sum(-1) / n

@@ -49,19 +49,25 @@ def grid(height: int, width: int, tile_h: int, tile_w: int) -> list[Rect]:
 
 
 def overlapping(n: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
-    """Fewest equal spans of length <= `tile` covering [0, n), neighbours overlapping by >= `overlap`.
+    """Few equal spans of length <= `tile` covering [0, n), neighbours overlapping by >= `overlap`.
 
-    Starts are spread evenly and rounded down to multiples of `align`, so no span is a thin sliver.
+    The span length is the smallest (multiple of `align`) that covers the axis with the fewest spans,
+    and starts are spread evenly on multiples of `align`, so no span is a thin sliver.
     """
+    tile = max(align, tile // align * align)
     if tile >= n:
         return [Span(0, n)]
-    overlap = min(overlap, tile // 2)  # more would multiply the tiles without widening any blend
-    count = math.ceil((n - overlap) / (tile - overlap))
+    # More overlap would multiply the tiles without widening any blend; starts step by >= `align`.
+    overlap = max(0, min(overlap, tile // 2, tile - align))
+    count = math.ceil((n - tile) / max(1, tile - overlap)) + 1
     size = min(tile, -(-math.ceil((n + (count - 1) * overlap) / count) // align) * align)
-    starts = [((n - size) * i // (count - 1)) // align * align for i in range(count)]
-    spans = [Span(a, min(a + size, n)) for a in starts]
-    spans[-1] = Span(n - size, n)
-    return spans
+    size = max(size, overlap + align)
+    count = math.ceil((n - size) / max(1, size - overlap)) + 1
+    while True:  # rounding starts down to the alignment can open a gap: then spread one more span
+        starts = sorted({((n - size) * i // (count - 1)) // align * align for i in range(count - 1)} | {n - size})
+        if all(b - a <= size - overlap for a, b in zip(starts, starts[1:])):
+            return [Span(a, a + size) for a in starts]
+        count += 1
 
 
 def ramp_weights(spans: list[Span], n: int, dtype=torch.float32) -> list[torch.Tensor]:
