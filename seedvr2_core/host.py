@@ -50,3 +50,41 @@ def check_interrupt() -> None:
         mm.throw_exception_if_processing_interrupted()
     for check in _checks.get():
         check()
+
+
+# ---- Memory and devices (used by the memory plan: memory_plan.py, runtime.py) ------------------------------
+
+
+def default_device():
+    """The compute device: ComfyUI's inside ComfyUI; else the current CUDA GPU if there is one; else the CPU."""
+    import torch
+
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def free_memory(device) -> int | None:
+    """Bytes free for new tensors on `device` now (None if unknown): ComfyUI's figure inside ComfyUI
+    (free VRAM plus its cache, or available RAM); else CUDA's free memory plus what PyTorch caches unused;
+    else the available RAM for the CPU."""
+    import psutil
+    import torch
+
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return int(mm.get_free_memory(device))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type in ("cpu", "mps"):
+        return int(psutil.virtual_memory().available)
+    return None
+
+
+def make_room(nbytes: int, device) -> None:
+    """Inside ComfyUI, ask it to unload or offload its other models until `nbytes` are free on `device`."""
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        mm.free_memory(nbytes, device)

@@ -9,6 +9,8 @@ the batch, never on the length of the video.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol
@@ -21,8 +23,8 @@ from . import host
 from .batching import Crossfader, TemporalBatch, check_batching, temporal_batches
 from .color import color_fix
 from .errors import InputError
-from .noise import SeededNoise, latent_frame_keys
-from .sampler import one_step
+from .noise import SeededNoise
+from .runtime import Runtime, decode_batch, encode_batch, sample_batch  # noqa: F401 (the phase functions live there)
 from .sizing import SizePlan, SizeRequest, plan_size
 from .transforms import frames_to_model, frames_to_unit, model_to_frames, pad_frames_4n1
 
@@ -61,28 +63,6 @@ def as_frame_tensor(frames) -> torch.Tensor:
     return frames
 
 
-def encode_batch(vae, video: torch.Tensor, start: int, noise: NoiseSource) -> torch.Tensor:
-    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> condition latent (T', H/8, W/8, 16), float32."""
-    latent_frames = (video.shape[1] - 1) // 4 + 1
-    keys = latent_frame_keys(start, latent_frames)
-    h, w = video.shape[2] // 8, video.shape[3] // 8
-    eps = rearrange(noise.draw(keys, (16, h, w), "posterior"), "t c h w -> 1 c t h w")
-    latent = vae.encode(video[None], noise=eps)  # (1, 16, T', h, w)
-    return rearrange(latent[0], "c t h w -> t h w c").float()
-
-
-def sample_batch(dit, cond: torch.Tensor, start: int, noise: NoiseSource, text: torch.Tensor) -> torch.Tensor:
-    """Condition latent (T', h, w, 16) -> restored latent x_0 (T', h, w, 16), float32."""
-    x_t = noise.draw(latent_frame_keys(start, cond.shape[0]), tuple(cond.shape[1:]), "noise")
-    return one_step(dit, [cond], [x_t], text)[0]
-
-
-def decode_batch(vae, x0: torch.Tensor, frames: int) -> torch.Tensor:
-    """Restored latent (T', h, w, 16) -> the batch's first `frames` frames (frames, 3, H, W) in [-1, 1]."""
-    video = vae.decode(rearrange(x0, "t h w c -> 1 c t h w"))[0]  # (3, T, H, W)
-    return rearrange(video[:, :frames], "c t h w -> t c h w")
-
-
 @dataclass
 class BatchRestorer:
     """Restores temporal batches of one video with fixed models, plan and options."""
@@ -93,16 +73,24 @@ class BatchRestorer:
     plan: SizePlan
     options: RestoreOptions
     noise: NoiseSource
+    runtime: Runtime | None = None  # None: the models run where they are, without a memory plan
+
+    def __post_init__(self) -> None:
+        if self.runtime is None:
+            self.runtime = Runtime(self.dit, self.vae)
 
     def __call__(self, batch: TemporalBatch) -> torch.Tensor:
         """Batch frames -> colour-fixed restored frames (n, 3, Hp, Wp) in [-1, 1], float32, on the CPU."""
         video = frames_to_model(as_frame_tensor(batch.frames), self.plan)  # (3, n, Hp, Wp)
         n = video.shape[1]
-        cond = encode_batch(self.vae, pad_frames_4n1(video), batch.start, self.noise)
+        self.runtime.where = f"of frames {batch.start}-{batch.start + n - 1}"
+        cond = self.runtime.encode(pad_frames_4n1(video), batch.start, self.noise)
         host.check_interrupt()
-        x0 = sample_batch(self.dit, cond, batch.start, self.noise, self.text)
+        x0 = self.runtime.sample(cond, batch.start, self.noise, self.text)
+        del cond
         host.check_interrupt()
-        restored = decode_batch(self.vae, x0, n).float().cpu()
+        restored = self.runtime.decode(x0, n)
+        del x0
         reference = rearrange(video, "c t h w -> t c h w")
         return color_fix(restored, reference, self.options.color_fix, out=restored)
 
@@ -116,40 +104,51 @@ def restore_stream(
     noise: NoiseSource | None = None,
     output_dtype: torch.dtype = torch.uint8,
     progress: Callable[[int], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> Iterator[torch.Tensor]:
     """Frames (each (H, W, 3) or (3, H, W), uint8 or float [0, 1]) -> chunks of restored frames
     (n, h, w, 3) in `output_dtype` (uint8, or float in [0, 1]), in order, each frame exactly once.
 
     `progress(frames_done)` is called after each batch. Cancellation is checked between stages.
+    `runtime`: runs the phases under a memory plan (its preflight runs before the first batch and may
+    lower the batch size); None runs the models where they are.
     """
     noise = noise or SeededNoise(options.seed)
+    runtime = runtime or Runtime(dit, vae)
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise InputError("no frames to restore: the input is empty")
+    height, width = frames_to_unit(as_frame_tensor([first])).shape[-2:]
+    plan = plan_size(options.size, int(height), int(width))
+    log.info("SeedVR2 size plan: %s", plan.describe())
+    memory = runtime.prepare(*plan.padded_hw, options.batch_size, len(text), options.color_fix, options.overlap)
+    if memory is not None and memory.batch_frames != options.batch_size:
+        batch = memory.batch_frames
+        options = dataclasses.replace(options, batch_size=batch, overlap=min(options.overlap, batch - 1))
+    restorer = BatchRestorer(dit, vae, text, plan, options, noise, runtime)
     fader = Crossfader()
-    restorer: BatchRestorer | None = None
     done = 0
-    for batch in temporal_batches(frames, options.batch_size, options.overlap):
+    for batch in temporal_batches(itertools.chain([first], stream), options.batch_size, options.overlap):
         host.check_interrupt()
-        if restorer is None:
-            height, width = frames_to_unit(as_frame_tensor(batch.frames[:1])).shape[-2:]
-            plan = plan_size(options.size, int(height), int(width))
-            log.info("SeedVR2 size plan: %s", plan.describe())
-            restorer = BatchRestorer(dit, vae, text, plan, options, noise)
         restored = restorer(batch)
         final = fader.push(restored, batch.overlap, 0 if batch.is_last else options.overlap)
         done += len(final)
         if progress is not None:
             progress(done)
         yield model_to_frames(final, restorer.plan, "tchw", output_dtype)
-    if restorer is None:
-        raise InputError("no frames to restore: the input is empty")
 
 
 def restore(frames, dit, vae, text: torch.Tensor, **options) -> torch.Tensor:
     """All frames at once: frames (T, H, W, 3) uint8 or float [0, 1] -> restored (T, h, w, 3) uint8.
 
-    Options are RestoreOptions fields (size=SizeRequest(...), batch_size, overlap, color_fix, seed).
+    Options are RestoreOptions fields (size=SizeRequest(...), batch_size, overlap, color_fix, seed), and
+    output_dtype, noise, runtime as for `restore_stream`.
     """
     output_dtype = options.pop("output_dtype", torch.uint8)
     noise = options.pop("noise", None)
+    runtime = options.pop("runtime", None)
     frames = as_frame_tensor(frames)
-    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), noise, output_dtype))
+    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), noise, output_dtype,
+                                 runtime=runtime))
     return torch.cat(chunks)
