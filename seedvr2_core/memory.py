@@ -43,6 +43,19 @@ COLOR_SCRATCH = {"wavelet": 4.0, "adain": 3.0, "lab": 9.0, "hsv": 9.0, "none": 0
 # keeps float32 accumulators for 16-bit inputs (measured: two output-sized buffers); CUDA's flash /
 # memory-efficient kernels keep only the log-sum-exp rows.
 SDPA_SCRATCH = {("cpu", 2): 2.0}
+KV_SPLIT = 512  # the CPU flash kernel's key block
+
+
+def _cpu_sdpa_thread_bytes(length: int, head_dim: int, elem: int) -> int:
+    """Per-thread buffers of PyTorch's CPU flash attention for sequences of `length` (measured with the
+    tracked allocator): a float32 query-block x key-block tile with the block's accumulators; for 16-bit
+    inputs also the tile in 16 bits and a float32 key-block x 64 buffer."""
+    q_split = 256 if length >= 768 else 64 if length >= 192 else 32
+    kv_split = min(KV_SPLIT, length)
+    extra = q_split * kv_split * elem + kv_split * 64 * 4 if elem < 4 else 0
+    return q_split * (kv_split + head_dim + 2) * 4 + extra
+
+
 # Convolution scratch the device allocator holds during a VAE conv, in padded conv inputs (`vae/cost.py`'s
 # `scratch`). CPU: oneDNN's scratchpad goes through PyTorch's allocator and measured 1 % of the input
 # (benchmarks/memory_plan.py); vae/cost.py's own default (0.7 to 1.3) is fitted to RSS instead. CUDA:
@@ -71,6 +84,7 @@ class SwapUnit:
 
     packed: int
     moved: int
+    buffer: int = 0  # its room in a device buffer: the packed tensors, each aligned to ALIGN
 
 
 @dataclass(frozen=True)
@@ -97,18 +111,19 @@ class DiTWeights:
         resident = self.total - sum(u.packed + u.moved for u in units)
         # Two device buffers, one per parity of the unit's position (double buffering), each as large as
         # the largest unit it carries; quantised tensors of the unit in use and of the next one in flight.
-        buffers = sum(max((_aligned(u.packed) for u in units[p::2]), default=0) for p in (0, 1))
+        buffers = sum(max((u.buffer for u in units[p::2]), default=0) for p in (0, 1))
         in_flight = max(a.moved + b.moved for a, b in zip(units, units[1:] + [SwapUnit(0, 0)]))
         return resident + buffers + in_flight
 
 
 def _unit(modules) -> SwapUnit:
-    packed = moved = 0
+    packed = moved = buffer = 0
     for _, t in tensor_groups(modules):
-        plain = type(t) in (torch.Tensor, torch.nn.Parameter) and t.is_contiguous()
-        packed += t.nbytes if plain else 0
-        moved += 0 if plain else t.nbytes
-    return SwapUnit(packed, moved)
+        if type(t) in (torch.Tensor, torch.nn.Parameter) and t.is_contiguous():
+            packed, buffer = packed + t.nbytes, buffer + _aligned(t.nbytes)
+        else:
+            moved += t.nbytes
+    return SwapUnit(packed, moved, buffer)
 
 
 def dit_weights(dit) -> DiTWeights:
@@ -149,10 +164,12 @@ def _attention_peak(cfg: DiTConfig, groups, n_vid: int, n_txt: int, elem: int, v
         return fixed + 7 * sum(sizes) * i * elem
     rope_temp = 0 if elem == 4 else 2 * cfg.heads * rotated_dims(cfg) * 4  # float32 copy and product, per token
     scratch = SDPA_SCRATCH.get((device, elem), 0.0)
+    threads = torch.get_num_threads() if device == "cpu" else 0
     peak, prev = 0, 0
-    for tokens in sizes:
+    for (_, v), tokens in zip(groups, sizes):
         # The previous group's output is still referenced while the next one is computed.
         sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered, the attention output
+        sdpa += tokens * cfg.heads * 4 + threads * _cpu_sdpa_thread_bytes(v + n_txt, cfg.head_dim, elem)  # log-sum-exp
         rotate_k = prev + 2 * tokens * i * elem + tokens * rope_temp
         peak, prev = max(peak, sdpa, rotate_k), tokens * i * elem
     return fixed + peak
@@ -269,15 +286,14 @@ def dit_weights_for(cfg: DiTConfig, weight_format: str, compute_dtype: torch.dty
         model = NaDiT(cfg)
 
     def unit(modules) -> SwapUnit:
-        packed = moved = 0
+        packed = moved = buffer = 0
         for _, t in tensor_groups(modules):
-            if t.ndim < 2:
-                packed += t.numel() * 4
-            elif quantised:
-                moved += int(t.numel() * per_value)
+            nbytes = int(t.numel() * (4 if t.ndim < 2 else per_value))
+            if t.ndim >= 2 and quantised:
+                moved += nbytes
             else:
-                packed += int(t.numel() * per_value)
-        return SwapUnit(packed, moved)
+                packed, buffer = packed + nbytes, buffer + _aligned(nbytes)
+        return SwapUnit(packed, moved, buffer)
 
     io_in = [model.vid_in, model.txt_in, model.emb_in]
     io_out = [m for m in (getattr(model, n, None) for n in ("vid_out_norm", "vid_out_ada", "vid_out")) if m is not None]
