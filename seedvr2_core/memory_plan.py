@@ -8,7 +8,9 @@ Knobs, turned cheapest first (README "Memory plan"):
    largest exact tile that fits;
 4. the models take turns on the device (the DiT leaves during encode/decode, the VAE during the DiT
    step): exact, but both are copied in again every batch, stalls that do not overlap compute;
-5. VAE tiles of mode "tile" (independent tiles: bounded memory at any frame size, small drift at seams);
+5. VAE tiles of mode "tile" (independent tiles: bounded memory at any frame size, small drift at seams),
+   largest first, each with as many swapped blocks as it needs (a smaller tile recomputes more overlap,
+   which costs more than streaming a few more blocks);
 6. fewer frames per DiT batch (4n+1): changes the result most (less temporal context, more overlap
    frames restored twice), so it comes last.
 Given the batch and who stays, the DiT step depends only on the swap and encode/decode only on the VAE
@@ -162,25 +164,31 @@ class PlanSearch:
         return {"base": frame * frames + frame * w.overlap, "padded": frame * padded if padded != frames else 0,
                 "copy": copy, "restored": copy or padded * frame, "finish": max(color, out)}
 
-    def phases(self, frames: int, swapped: int, swap_io: bool, tiling: VAETiling, stay: bool) -> tuple[PhaseBytes, ...]:
-        """Estimated peak of every phase of a batch of `frames` frames under these knobs."""
+    def phase_names(self) -> tuple[str, ...]:
+        """Phases on the compute device, cheapest to estimate first."""
+        return ("DiT step", "encode", "decode") + (() if self.target.separate else ("colour fix",))
+
+    def phase(self, name: str, frames: int, swapped: int, swap_io: bool, tiling: VAETiling, stay: bool) -> PhaseBytes:
+        """Estimated peak of phase `name` of a batch of `frames` frames under these knobs."""
         m, t = self.models, self.target
         fixed = CUDA_FIXED_BYTES if t.device_type == "cuda" else 0
         dit_w = m.dit_weights.on_device(swapped, swap_io) if t.separate else m.dit_weights.total
         both = dit_w + m.vae_bytes + fixed
-        vae_w = both if stay or not t.separate else m.vae_bytes + fixed
-        dit_only = both if stay or not t.separate else dit_w + fixed
-        enc = self._vae("encode", frames, tiling)
-        dec = self._vae("decode", frames, tiling)
-        if t.separate:
-            return (PhaseBytes.of("encode", weights=vae_w, vae=enc),
-                    PhaseBytes.of("DiT step", weights=dit_only, dit=self._dit(frames)),
-                    PhaseBytes.of("decode", weights=vae_w, vae=dec))
-        h = self._host(frames)
-        return (PhaseBytes.of("encode", weights=both, vae=enc, host=h["base"] + h["padded"]),
-                PhaseBytes.of("DiT step", weights=both, dit=self._dit(frames), host=h["base"]),
-                PhaseBytes.of("decode", weights=both, vae=dec, host=h["base"] + h["copy"]),
-                PhaseBytes.of("colour fix", weights=both, host=h["base"] + h["restored"] + h["finish"]))
+        if name == "DiT step":
+            work = {"dit": self._dit(frames)}
+            weights = both if stay or not t.separate else dit_w + fixed
+        else:
+            work = {} if name == "colour fix" else {"vae": self._vae(name, frames, tiling)}
+            weights = both if stay or not t.separate else m.vae_bytes + fixed
+        if not t.separate:
+            h = self._host(frames)
+            extra = {"encode": h["padded"], "decode": h["copy"], "colour fix": h["restored"] + h["finish"]}
+            work["host"] = h["base"] + extra.get(name, 0)
+        return PhaseBytes.of(name, weights=weights, **work)
+
+    def phases(self, *knobs) -> tuple[PhaseBytes, ...]:
+        """Estimated peak of every phase under `knobs` (frames, swapped, swap_io, tiling, stay)."""
+        return tuple(self.phase(name, *knobs) for name in self.phase_names())
 
     # -- candidates -----------------------------------------------------------------------------
 
@@ -213,11 +221,15 @@ class PlanSearch:
         """Every combination of knobs, in the order of preference of the module docstring."""
         stays = (True, False) if self.target.separate else (True,)
         for frames in self.batch_sizes(memory, requested):
-            for group in self.tilings(memory):
-                for stay in stays:
+            exact, inexact = self.tilings(memory)
+            for stay in stays:
+                for swapped, swap_io in self.swaps(memory):
+                    for tiling in exact:  # exact tiles cost about nothing: the largest that fits this swap
+                        yield frames, swapped, swap_io, tiling, stay
+            for stay in stays:
+                for tiling in inexact:  # smaller independent tiles recompute more overlap: swap first
                     for swapped, swap_io in self.swaps(memory):
-                        for tiling in group:
-                            yield frames, swapped, swap_io, tiling, stay
+                        yield frames, swapped, swap_io, tiling, stay
 
     def plan(self, frames: int, swapped: int, swap_io: bool, tiling: VAETiling, stay: bool) -> MemoryPlan:
         return MemoryPlan(frames, swapped, swap_io, tiling, stay, self.phases(frames, swapped, swap_io, tiling, stay),
@@ -228,15 +240,19 @@ class PlanSearch:
     def first_fit(self, memory: MemoryOptions, requested: int, limits: dict[str, int] | None = None) -> MemoryPlan | None:
         """The preferred plan whose every phase fits the budget (and `limits`, per phase name), or None."""
         limits = limits or {}
+        budget = {n: min(self.target.budget, limits.get(n, math.inf)) for n in self.phase_names()}
         for knobs in self.candidates(memory, requested):
-            phases = self.phases(*knobs)
-            if all(p.total <= min(self.target.budget, limits.get(p.name, math.inf)) for p in phases):
+            # Phase by phase, the DiT step first: a plan it rules out costs no VAE estimate.
+            if all(self.phase(name, *knobs).total <= budget[name] for name in self.phase_names()):
                 return self.plan(*knobs)
         return None
 
     def smallest(self, memory: MemoryOptions, requested: int) -> MemoryPlan:
-        """The plan with the lowest estimated peak (what a refusal names)."""
-        best = min(self.candidates(memory, requested), key=lambda k: (max(p.total for p in self.phases(*k))))
+        """The plan with the lowest estimated peak (what a refusal names). Every estimate grows with the
+        frames per batch, so only the smallest batch is searched."""
+        fewest = self.batch_sizes(memory, requested)[-1]
+        best = min((k for k in self.candidates(memory, requested) if k[0] == fewest),
+                   key=lambda k: max(p.total for p in self.phases(*k)))
         return self.plan(*best)
 
 
