@@ -111,7 +111,7 @@ class MemoryPlan:
             tiles = f"VAE tiles {t.tile_size} px (exact)"
         else:
             tiles = f"VAE independent tiles {t.tile_size} px, overlap {t.tile_overlap}"
-        parts = [f"batch {self.batch_frames} frames", swap, tiles]
+        parts = [f"batch {self.batch_frames} frame{'s' if self.batch_frames != 1 else ''}", swap, tiles]
         if self.target.separate:
             parts.append("DiT and VAE both on the device" if self.models_stay else "DiT and VAE take turns")
         return ", ".join(parts)
