@@ -38,7 +38,7 @@ from .vae.tiling import VAETiling
 CUDA_FIXED_BYTES = 64 << 20
 # Colour fix scratch per chunk, in float32 copies of the chunk (3 x pixels), per method: measured with the
 # tracked allocator on 1080p frames (benchmarks/memory_plan.py --part color), rounded up.
-COLOR_SCRATCH = {"wavelet": 4.0, "adain": 3.0, "lab": 9.0, "hsv": 9.0, "none": 0.0}
+COLOR_SCRATCH = {"wavelet": 5.1, "adain": 1.1, "lab": 11.5, "hsv": 6.1, "none": 0.0}
 # Scratch of PyTorch's attention kernel beyond its output, in copies of the output: the CPU flash kernel
 # keeps float32 accumulators for 16-bit inputs (measured: two output-sized buffers); CUDA's flash /
 # memory-efficient kernels keep only the log-sum-exp rows.

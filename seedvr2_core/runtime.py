@@ -83,6 +83,7 @@ class Runtime:
         self.plan: MemoryPlan | None = None
         self.phase: str | None = None  # the phase running now ("encode", "sample", "decode")
         self.where = ""  # what the phases are working on, for messages (e.g. "frames 0-20")
+        self.measured: dict[str, int] = {}  # CUDA: peak device bytes of each phase's latest run
         self._search: PlanSearch | None = None
         self._dit_place: ModuleResidency | BlockSwapper | None = None
         self._vae_place: ModuleResidency | None = None
@@ -214,18 +215,31 @@ class Runtime:
         self.phase = phase
         try:
             for attempt in (1, 2):
-                self._enter(phase)
                 try:
-                    return call()
+                    self._enter(phase)  # placing weights can run out of memory too
+                    return self._measured(phase, call)
                 except torch.OutOfMemoryError as error:
                     if attempt == 2 or self.plan is None:
-                        raise MemoryPlanError(self._oom_message(phase, error, attempt)) from error
+                        raise MemoryPlanError(self._oom_message(phase, error)) from error
                     failure = str(error).splitlines()[0]
                 # Out of the handler: the failed attempt's tensors went with its frames.
                 self._retry_with_lighter_plan(phase, failure)
         finally:
             self.phase = None
         raise AssertionError("unreachable")
+
+    def _measured(self, phase: str, call: Callable[[], R]) -> R:
+        """call(), recording its peak device bytes on CUDA (the figure the plan's estimate is checked against)."""
+        if self.device.type != "cuda":
+            return call()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        result = call()
+        self.measured[phase] = torch.cuda.max_memory_allocated(self.device)
+        if self.plan is not None:
+            estimate = self.plan.phase(PHASES[phase]).total
+            log.debug("%s %s: peak %s, estimated %s (%.2f)", PHASES[phase], self.where,
+                      format_bytes(self.measured[phase]), format_bytes(estimate), estimate / max(1, self.measured[phase]))
+        return result
 
     def _retry_with_lighter_plan(self, phase: str, failure: str) -> None:
         if self.device.type == "cuda":
@@ -241,7 +255,7 @@ class Runtime:
                     lighter.knobs(), format_bytes(lighter.phase(PHASES[phase]).total))
         self._apply(lighter)
 
-    def _oom_message(self, phase: str, error: BaseException, attempt: int) -> str:
+    def _oom_message(self, phase: str, error: BaseException) -> str:
         first = str(error).splitlines()[0]
         if self.plan is None:
             return (f"out of memory in the {PHASES[phase]} {self.where} ({first}). The models ran as placed, "
