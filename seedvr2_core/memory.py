@@ -29,6 +29,7 @@ import torch
 from .config import DiTConfig
 from .dit.rope import rotated_dims
 from .dit.windows import partition_windows
+from .offload import ALIGN
 from .residency import tensor_groups
 from .vae.cost import estimate as vae_estimate
 from .vae.tiling import VAETiling
@@ -39,11 +40,18 @@ CUDA_FIXED_BYTES = 64 << 20
 # Colour fix scratch per chunk, in float32 copies of the chunk (3 x pixels), per method: measured with the
 # tracked allocator on 1080p frames (benchmarks/memory_plan.py --part color), rounded up.
 COLOR_SCRATCH = {"wavelet": 5.1, "adain": 1.1, "lab": 11.5, "hsv": 6.1, "none": 0.0}
-# Scratch of PyTorch's attention kernel beyond its output, in copies of the output: the CPU flash kernel
-# keeps float32 accumulators for 16-bit inputs (measured: two output-sized buffers); CUDA's flash /
-# memory-efficient kernels keep only the log-sum-exp rows.
+# Scratch of PyTorch's attention kernel beyond its output and log-sum-exp rows, in copies of the output:
+# the CPU flash kernel takes two more output-sized buffers for 16-bit inputs (measured); CUDA's flash /
+# memory-efficient kernels none.
 SDPA_SCRATCH = {("cpu", 2): 2.0}
 KV_SPLIT = 512  # the CPU flash kernel's key block
+# Convolution scratch the device allocator holds during a VAE conv, in padded conv inputs (`vae/cost.py`'s
+# `scratch`). CPU: oneDNN's scratchpad goes through PyTorch's allocator and measured 1 % of the input
+# (benchmarks/memory_plan.py); vae/cost.py's own default (0.7 to 1.3) is fitted to RSS instead. CUDA:
+# cuDNN's workspace; open until measured, 0.5 assumed.
+VAE_SCRATCH = {"cpu": 0.0, "cuda": 0.5}
+# Unmodelled small tensors (modulation vectors, index copies, allocator alignment), as a share of a phase.
+SLACK = 0.03
 
 
 def _cpu_sdpa_thread_bytes(length: int, head_dim: int, elem: int) -> int:
@@ -54,16 +62,6 @@ def _cpu_sdpa_thread_bytes(length: int, head_dim: int, elem: int) -> int:
     kv_split = min(KV_SPLIT, length)
     extra = q_split * kv_split * elem + kv_split * 64 * 4 if elem < 4 else 0
     return q_split * (kv_split + head_dim + 2) * 4 + extra
-
-
-# Convolution scratch the device allocator holds during a VAE conv, in padded conv inputs (`vae/cost.py`'s
-# `scratch`). CPU: oneDNN's scratchpad goes through PyTorch's allocator and measured 1 % of the input
-# (benchmarks/memory_plan.py); vae/cost.py's own default (0.7 to 1.3) is fitted to RSS instead. CUDA:
-# cuDNN's workspace; open until measured, 0.5 assumed.
-VAE_SCRATCH = {"cpu": 0.0, "cuda": 0.5}
-# Unmodelled small tensors (modulation vectors, index copies, allocator alignment), as a share of a phase.
-SLACK = 0.03
-ALIGN = 256  # offload.ALIGN: tensors in the swap buffers are aligned to this
 
 
 def _aligned(n: int) -> int:
