@@ -279,7 +279,8 @@ def dit_weights_for(cfg: DiTConfig, weight_format: str, compute_dtype: torch.dty
     if weight_format not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
     quantised = weight_format.startswith("Q")
-    per_value = _elem(compute_dtype) if weight_format in ("float32", "float16", "bfloat16") else WEIGHT_FORMATS[weight_format]
+    float_file = weight_format in ("float32", "float16", "bfloat16")
+    per_value = _elem(compute_dtype) if float_file else WEIGHT_FORMATS[weight_format]
     with torch.device("meta"):
         model = NaDiT(cfg)
 

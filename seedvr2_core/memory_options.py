@@ -41,8 +41,8 @@ class MemoryOptions:
     device_memory: str = AUTO
 
     def __post_init__(self) -> None:
-        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget <= 0):
-            raise InputError(f"memory budget {self.budget!r} must be a positive number of bytes, or None for free memory")
+        if self.budget is not None and not _count(self.budget, 1):
+            raise InputError(f"memory budget {self.budget!r} must be a positive number of bytes (None: the free memory)")
         if self.blocks_to_swap not in (AUTO, ALL) and not _count(self.blocks_to_swap, 0):
             raise InputError(f"blocks_to_swap {self.blocks_to_swap!r}: use 'auto', 'all' or a whole number >= 0")
         if self.vae_tile != AUTO and not isinstance(self.vae_tile, VAETiling):

@@ -214,7 +214,8 @@ class PlanSearch:
             return [memory.vae_tile], []
         side = max(self.work.height, self.work.width)
         exact = [VAETiling()] + [VAETiling(tile_size=s, mode="frame") for s in TILE_SIZES if s < side]
-        inexact = [VAETiling(tile_size=s, mode="tile") for s in TILE_SIZES if s < side and s >= 2 * VAETiling().tile_overlap]
+        smallest = 2 * VAETiling().tile_overlap  # below it the overlaps would be most of each tile
+        inexact = [VAETiling(tile_size=s, mode="tile") for s in TILE_SIZES if smallest <= s < side]
         return exact, inexact
 
     def candidates(self, memory: MemoryOptions, requested: int):

@@ -164,8 +164,10 @@ class Runtime:
     def _dit_on(self) -> None:
         if self._dit_place is None:
             swapped, io = self.plan.blocks_to_swap, self.plan.swap_io
-            place = BlockSwapper(self.dit, swapped, self.device, io) if swapped or io else ModuleResidency(self.dit, self.device)
-            self._dit_place = place.attach() if isinstance(place, BlockSwapper) else place.load()
+            if swapped or io:
+                self._dit_place = BlockSwapper(self.dit, swapped, self.device, io).attach()
+            else:
+                self._dit_place = ModuleResidency(self.dit, self.device).load()
 
     def _dit_off(self) -> None:
         place, self._dit_place = self._dit_place, None
@@ -259,6 +261,7 @@ class Runtime:
         first = str(error).splitlines()[0]
         if self.plan is None:
             return (f"out of memory in the {PHASES[phase]} {self.where} ({first}). The models ran as placed, "
-                    "without a memory plan: run with one (MemoryOptions, --vram-budget auto) to swap blocks and tile the VAE.")
+                    "without a memory plan: run with one (MemoryOptions, --vram-budget auto) to swap blocks and "
+                    "tile the VAE.")
         return (f"out of memory again in the {PHASES[phase]} {self.where} after retrying with {self.plan.knobs()} "
                 f"({first}). Lower the budget (--vram-budget) or the batch size, or free memory on the device.")
