@@ -114,8 +114,7 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
     if new_cache is not None:
         state.caches[step.name] = new_cache
     acts[step.dst] = dst
-    if len(tiles) > 1:
-        release_free_memory()
+    release_free_memory()
     if side is not None:
         acts[step.shortcut_dst] = side
 
