@@ -24,6 +24,7 @@ class Act:
         self.spans = spans
         self.bands: list[torch.Tensor | None] = [None] * len(spans)
         self._starts = [s.lo for s in spans]
+        self.sums = None  # norm.ChannelSums of the values, when the step writing them kept them
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "Act":

@@ -62,7 +62,7 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
     steps = enc if op == "encode" else dec
     factor, s = cfg.temporal_downsample_factor, cfg.spatial_downsample_factor
     latent_frames = (t - 1) // factor + 1 if op == "encode" else t
-    plan = frame_plan(tiling.tile_size) if tiling.resolved_mode == "frame" else whole_frame_plan
+    plan = frame_plan(tiling.tile_size, cfg.block_out_channels[0]) if tiling.resolved_mode == "frame" else whole_frame_plan
     elem = torch.empty((), dtype=dtype).element_size()
     out_c = 2 * cfg.latent_channels if op == "encode" else cfg.out_channels
     out_t = latent_frames if op == "encode" else pixel_range(0, latent_frames, factor)[1]

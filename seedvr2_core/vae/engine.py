@@ -24,7 +24,7 @@ from ..ops import cast_weight
 from .acts import Act
 from .conv import conv_input, conv_weight, frames_in, keep_frames, out_size, source_rows, timing
 from .kernels import CL3D, conv3d, empty_cl, release_free_memory
-from .norm import frame_moments, group_norm
+from .norm import ChannelSums, frame_moments, group_norm
 from .program import AttentionStep, ConvStep, Step, last_use
 from .tiles import Rect, Span
 
@@ -84,6 +84,8 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
     # The skip activation is read at each tile's own rows only, so the sum can replace it in place.
     dst = acts[step.residual] if step.residual is not None else Act((b, cout, tm.frames_out, ho, wo), bands)
     side = Act((b, step.shortcut.out_channels, t, h, w), bands) if step.shortcut is not None else None
+    # Statistics for the next GroupNorm are summed while each tile is still in cache.
+    dst.sums = ChannelSums() if step.feeds_norm and len(tiles) > 1 else None
     release = _release_plan(step, src, tiles, h) if src_done else {}
     freed = 0
     for k, tile in enumerate(tiles):
@@ -94,11 +96,7 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
         stride = (1 if tm.fold else step.conv.stride[0], *step.conv.stride[1:])
         y = conv3d(buf, weight, cast_weight(bias, buf), stride, pad)
         del buf
-        out = dst.region(tile.rows, tile.cols, y)
-        if step.residual is not None:
-            out.add_(y)
-        else:
-            out.copy_(y) if len(tiles) > 1 else _adopt(dst, y)
+        _write(dst, tile, y, in_place=step.residual is not None, single=len(tiles) == 1)
         del y
         if side is not None:
             x = src.crop(tile.rows, tile.cols)
@@ -117,6 +115,22 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
     release_free_memory()
     if side is not None:
         acts[step.shortcut_dst] = side
+
+
+def _write(dst: Act, tile: Rect, y: torch.Tensor, in_place: bool, single: bool) -> None:
+    """Put a tile's conv output into dst: added to the skip activation, copied, or adopted whole."""
+    if in_place:
+        for off, piece in dst.pieces(tile.rows, tile.cols):
+            piece.add_(y[:, :, :, off:off + piece.shape[3]])
+            if dst.sums is not None:
+                dst.sums.add(piece)
+    elif single:
+        _adopt(dst, y)
+    else:
+        out = dst.region(tile.rows, tile.cols, y)
+        out.copy_(y)
+        if dst.sums is not None:
+            dst.sums.add(out)
 
 
 def _adopt(dst: Act, y: torch.Tensor) -> None:

@@ -107,7 +107,8 @@ class VideoAutoencoder(nn.Module):
     def _run(self, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress, encode: bool):
         if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
             return run_independent(self, steps, x, latent_frames, tiling, progress, encode)
-        return run_chunks(self, steps, x, latent_frames, tiling, frame_plan(tiling.tile_size), progress, encode)
+        plan = frame_plan(tiling.tile_size, self.config.block_out_channels[0])
+        return run_chunks(self, steps, x, latent_frames, tiling, plan, progress, encode)
 
     def _sample(self, moments: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
