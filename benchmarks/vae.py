@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from seedvr2_core import VAEConfig, VAETiling, VideoAutoencoder, estimate_vae_cost  # noqa: E402
 from seedvr2_core.vae import init_random_  # noqa: E402
-from seedvr2_core.vae.kernels import CL3D, conv3d  # noqa: E402
+from seedvr2_core.vae.tensors import CL3D, conv3d  # noqa: E402
 
 PROBE = ROOT / "tests" / "vae_rss_probe.py"
 MEDIA = ROOT.parent / "shared" / "media" / "Mustache_640x360.mp4"

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from seedvr2_core import VAETiling, VideoAutoencoder, estimate_vae_cost, make_vae_config  # noqa: E402
 from seedvr2_core.vae import init_random_  # noqa: E402
-from seedvr2_core.vae.kernels import release_free_memory  # noqa: E402
+from seedvr2_core.vae.tensors import release_free_memory  # noqa: E402
 
 
 def reset_peak() -> None:

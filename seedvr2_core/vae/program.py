@@ -37,8 +37,8 @@ class ConvStep:
     residual: str | None = None
     shortcut: CausalConv3d | None = None
     shortcut_dst: str | None = None
-    scale: int = 1
-    feeds_norm: bool = False  # dst is normalised by a later step (its statistics are wanted)  # the step's output resolution is the frame's (image) resolution / scale
+    scale: int = 1  # the step's output resolution is the image's divided by this
+    feeds_norm: bool = False  # dst is normalised by a later step (its statistics are wanted)
 
     @property
     def kind(self) -> str:
