@@ -48,13 +48,13 @@ class StepCost:
     repeat: int = 1  # identical chunks this record stands for
 
 
-def _programs(vae):
+def _program(vae, op: str):
     from .model import VideoAutoencoder
 
     if isinstance(vae, VAEConfig):
         with torch.device("meta"):
             vae = VideoAutoencoder(vae)
-    return vae.config, vae.programs()
+    return vae.config, vae.program(op)
 
 
 def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,
@@ -64,10 +64,9 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
     `vae` is a VideoAutoencoder or a VAEConfig; mode "tile" is costed as one tile (its peak) and counted
     once per tile (FLOPs) by `estimate`.
     """
-    cfg, (enc, dec) = _programs(vae)
+    cfg, steps = _program(vae, op)
     tiling = tiling or VAETiling()
     b, t, h, w = size
-    steps = enc if op == "encode" else dec
     factor, s = cfg.temporal_downsample_factor, cfg.spatial_downsample_factor
     latent_frames = (t - 1) // factor + 1 if op == "encode" else t
     plan = whole_frame_plan

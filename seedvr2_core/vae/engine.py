@@ -27,7 +27,7 @@ from .program import AttentionStep, ConvStep, Step, last_use
 from .tensors import CL3D, Act, conv3d, empty_cl, release_free_memory
 from .tiles import Rect, Span
 
-TRIM_BYTES = 64 << 20  # hand freed input bands back to the OS every this many bytes
+TRIM_BYTES = 16 << 20  # hand freed input bands back to the OS every this many bytes
 TilePlan = Callable[[Step, int, int], list[Rect]]  # (step, out height, out width) -> tiles, row-major
 
 

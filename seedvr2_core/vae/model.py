@@ -36,17 +36,20 @@ class VideoAutoencoder(nn.Module):
         self.decoder = Decoder(config)
         self.compute_dtype = torch.float32
         self.tiling = VAETiling()
-        self._programs = None
+        self._programs: dict[str, list] = {}
 
-    def programs(self):
-        if self._programs is None:
-            self._programs = (encoder_program(self.encoder),
-                              decoder_program(self.decoder, self.config.spatial_downsample_factor))
-        return self._programs
+    def program(self, op: str):
+        """The step list of "encode" or "decode" (built once; a VAE may drop the half it does not use)."""
+        if op not in self._programs:
+            if op == "encode":
+                self._programs[op] = encoder_program(self.encoder)
+            else:
+                self._programs[op] = decoder_program(self.decoder, self.config.spatial_downsample_factor)
+        return self._programs[op]
 
     @property
     def device(self) -> torch.device:
-        return self.encoder.conv_in.weight.device
+        return next(self.parameters()).device
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -64,7 +67,7 @@ class VideoAutoencoder(nn.Module):
             raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
         tiling = self._tiling(tiling, "encode", (b, t, h, w))
         x = video.to(self.device, self.compute_dtype)
-        moments = self._run(self.programs()[0], x, shape[2], tiling, progress, encode=True)
+        moments = self._run(self.program("encode"), x, shape[2], tiling, progress, encode=True)
         return self._sample(moments, noise)
 
     def decode(self, latent: torch.Tensor, *, tiling: VAETiling | None = None,
@@ -78,7 +81,7 @@ class VideoAutoencoder(nn.Module):
         b, _, t, h, w = latent.shape
         tiling = self._tiling(tiling, "decode", (b, t, h, w))
         z = latent.to(self.device, torch.float32) / cfg.scaling_factor + cfg.shifting_factor
-        return self._run(self.programs()[1], z.to(self.compute_dtype), t, tiling, progress, encode=False)
+        return self._run(self.program("decode"), z.to(self.compute_dtype), t, tiling, progress, encode=False)
 
     # -- internals ----------------------------------------------------------------------------------
 
