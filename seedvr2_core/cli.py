@@ -124,6 +124,8 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda, cuda:1, ...")
     group.add_argument("--dtype", choices=DTYPES, default="auto",
                        help="compute precision (auto: bfloat16 on a GPU, float32 on the CPU)")
+    group.add_argument("--threads", type=_positive_int,
+                       help="CPU threads for PyTorch (default: its own choice; 1 is often fastest on a busy machine)")
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:

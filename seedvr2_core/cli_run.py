@@ -205,6 +205,8 @@ def run(args: argparse.Namespace, options: RestoreOptions) -> int:
         _warn_odd_size(info, options)
         video = VideoSettings(info.fps or args.fps, args.crf, args.preset)
     models = locate_models(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     fingerprint = _fingerprint(info, target, models, options, video, device, dtype)

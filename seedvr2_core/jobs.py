@@ -140,6 +140,9 @@ class Job:
                 "or --overwrite to start over"
             )
         if work.exists() and not resume:
+            previous = cls(target, work, {}, video)
+            previous._take_lock()  # never delete the folder of a run still going
+            previous.close()
             shutil.rmtree(work)
         if not work.exists():
             if target.path.exists() and not overwrite and (target.kind != "images" or any(target.path.iterdir())):
