@@ -74,7 +74,7 @@ def is_image_path(path: Path) -> bool:
 def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as e:
+    except av.FFmpegError as e:
         raise InputError(f"cannot read {path}: {e}. Check that it is a video or image file FFmpeg can open.") from None
 
 

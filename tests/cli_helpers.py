@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SEEDVR2_MODELS"))}
-    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **(extra or {}))
     return env
 
 
@@ -33,11 +33,11 @@ class Finished:
     seconds: float
 
 
-def run(args: list[str], timeout: float = 300) -> Finished:
+def run(args: list[str], timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None) -> Finished:
     """Run the CLI to completion; the peak RSS is that child's alone (os.wait4), not the test's."""
     start = time.monotonic()
-    proc = subprocess.Popen(command(args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(command(args), env=cli_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, cwd=cwd)
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
     stderr = proc.stderr.read()  # the child ends by closing its stderr

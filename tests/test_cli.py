@@ -111,7 +111,7 @@ def test_a_folder_of_images_becomes_a_folder_with_the_same_names(tmp_path, model
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
-    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", synthetic_frames(120, 24, 32), Fraction(25))
+    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", synthetic_frames(60, 24, 32), Fraction(25))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_a_stopped_run_resumes_to_exactly_the_uninterrupted_output(tmp_path, lon
     assert returncode == status, stderr
     if sig == signal.SIGINT:
         assert "finished frames are kept in" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    assert 12 <= seen < 120 and not out.exists()  # stopped mid-way; nothing under the final name
+    assert 12 <= seen < 60 and not out.exists()  # stopped mid-way; nothing under the final name
     kept = committed_frames(work_folder(out))
     assert kept >= seen
     resumed = run([*[a for a in args if a != "--quiet"], "--resume"])
@@ -161,3 +161,28 @@ def test_peak_memory_does_not_grow_with_the_video_length(tmp_path, models):
     # Run-to-run noise of the peak is a few MB (measured up to 5); keeping every decoded input frame and
     # every written frame would add 2 x 10 MB.
     assert growth < 1.5 * 270 * height * width * 3, peaks
+
+
+def test_the_readme_command_fails_fast_on_a_fresh_machine_and_works_with_models_in_place(tmp_path, clip, models):
+    fresh = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SEEDVR2_MODELS": ""}
+    failed = run([clip, "-o", tmp_path / "out.mp4", "--resolution", "96"], env=fresh, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith(
+        "seedvr2: error: SeedVR2 model seedvr2-3b not found: looked for seedvr2_ema_3b.pth (or "
+        "seedvr2_ema_3b_fp16.safetensors")
+    assert str(tmp_path / "cache" / "seedvr2") in failed.stderr and "--download" in failed.stderr
+    print(f"missing models reported in {failed.seconds:.2f} s")
+    placed = run([clip, "-o", tmp_path / "out.mp4", "--resolution", "96", "--threads", "1"],
+                 env={**fresh, "SEEDVR2_MODELS": str(models)}, cwd=tmp_path)
+    assert placed.returncode == 0, placed.stderr
+    assert (probe(tmp_path / "out.mp4").width, probe(tmp_path / "out.mp4").height) == (128, 96)
+
+
+def test_the_console_script_is_the_cli_main():
+    import tomllib
+
+    from cli_helpers import ROOT
+
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["seedvr2"]
+    module, function = script.split(":")
+    assert (module, function) == ("seedvr2_core.cli", "main") and callable(main)
