@@ -154,7 +154,7 @@ def _fingerprint(info: MediaInfo, target: OutputTarget, models: ModelPaths, opti
         "options": {"size": options.size.describe(), "batch_size": options.batch_size, "overlap": options.overlap,
                     "color_fix": options.color_fix, "seed": options.seed, "device": device.type, "dtype": str(dtype)},
         "output": {"kind": target.kind, "suffix": target.suffix if target.kind != "video" else target.path.suffix,
-                   "video": None if video is None else [str(video.fps), video.crf, video.preset]},
+                   "video": None if video is None else [str(video.fps), video.crf, video.preset, video.rotation]},
     }
 
 
@@ -203,7 +203,9 @@ def run(args: argparse.Namespace, options: RestoreOptions) -> int:
     if target.kind == "video":
         check_audio_fits(info.audio, target.path)
         _warn_odd_size(info, options)
-        video = VideoSettings(info.fps or args.fps, args.crf, args.preset)
+        video = VideoSettings(info.fps or args.fps, args.crf, args.preset, info.rotation)
+    elif info.audio:
+        log.warning("the input's audio is not kept: the output is images")
     models = locate_models(args)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -288,7 +288,8 @@ class Job:
         if target.kind == "video":
             assert self.video is not None
             tmp = self.work / ("output" + target.path.suffix)
-            written = join_segments([p for _, _, p in self._segments()], tmp, self.video.fps, audio_source)
+            segments = [p for _, _, p in self._segments()]
+            written = join_segments(segments, tmp, self.video.fps, audio_source, self.video.rotation)
             if written != self.next_frame:
                 raise AssertionError(f"joined {written} frames, committed {self.next_frame}")
             replace_durably(tmp, target.path)

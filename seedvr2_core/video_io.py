@@ -53,6 +53,7 @@ class MediaInfo:
     fps: Fraction | None  # None for images
     audio: tuple[str, ...] = ()  # codec names of the video's audio streams
     files: tuple[Path, ...] = ()  # the image files, in frame order
+    rotation: int = 0  # display rotation of a video, degrees counter-clockwise (phones store portrait so)
 
     def describe(self) -> str:
         """One line, e.g. "video 1920x1080, 300 frames at 30 fps, audio aac"."""
@@ -122,8 +123,12 @@ def _probe_video(path: Path) -> MediaInfo:
         if not stream.codec_context.width or not stream.codec_context.height:
             raise InputError(f"{path}: the video stream has no frame size; the file may be damaged")
         audio = tuple(s.codec_context.name for s in container.streams.audio)
+        first = next(container.decode(stream), None)
+        rotation = int(first.rotation) if first is not None else 0
         return MediaInfo(path, "video", stream.codec_context.width, stream.codec_context.height,
-                         _video_frame_count(stream, container), Fraction(rate), audio)
+                         _video_frame_count(stream, container), Fraction(rate), audio, rotation=rotation)
+    except av.FFmpegError as e:
+        raise InputError(f"decoding {path} failed: {e}. The file may be truncated or damaged.") from None
     finally:
         container.close()
 

@@ -11,6 +11,9 @@ Timing: output frame i is shown at i / fps (constant frame rate at the input's a
 output has the input's frame count and fps). Audio packets are copied unchanged, shifted by the input
 video's start time so that sound and picture stay together.
 
+Rotation: frames are restored as stored; the input's display rotation (a phone's portrait video is
+stored landscape with a rotation tag) is copied onto the output, so players show both alike.
+
 Frame size: H.264 in 4:2:0 needs even sides. An odd output side gets one duplicated row or column at
 the bottom or right (`even_size`); the CLI says so. Images are always written at exactly the asked size.
 """
@@ -48,6 +51,7 @@ class VideoSettings:
     fps: Fraction
     crf: int = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
+    rotation: int = 0  # display rotation tag, degrees counter-clockwise
 
 
 def even_size(height: int, width: int) -> tuple[int, int]:
@@ -149,9 +153,10 @@ def _video_start(container) -> Fraction:
     return stream.start_time * stream.time_base
 
 
-def join_segments(segments: list[Path], output: Path, fps: Fraction, audio_source: Path | None) -> int:
-    """Remux the segments' frames plus `audio_source`'s audio streams (copied) into `output`; returns
-    the frame count. `output`'s suffix picks the container."""
+def join_segments(segments: list[Path], output: Path, fps: Fraction, audio_source: Path | None,
+                  rotation: int = 0) -> int:
+    """Remux the segments' frames plus `audio_source`'s audio streams (copied) into `output`, tagged with
+    the display `rotation`; returns the frame count. `output`'s suffix picks the container."""
     if not segments:
         raise InputError("no restored frames to write")
     source = av.open(str(audio_source)) if audio_source is not None else None
@@ -161,6 +166,8 @@ def join_segments(segments: list[Path], output: Path, fps: Fraction, audio_sourc
         with av.open(str(segments[0])) as first:
             video = out.add_stream_from_template(first.streams.video[0])
         video.time_base = 1 / fps
+        if rotation:
+            video.set_display_rotation(rotation)
         audio = {s: out.add_stream_from_template(s) for s in (source.streams.audio if source else ())}
         offset = _video_start(source) if source is not None else Fraction(0)
         merged = heapq.merge(_segment_packets(segments, video, fps), _audio_packets(source, audio, offset),

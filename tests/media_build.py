@@ -28,13 +28,16 @@ def synthetic_frames(count: int, height: int = 48, width: int = 64, seed: int = 
 
 
 def write_video(path: Path, frames: np.ndarray, fps: Fraction = Fraction(24), audio: bool = True,
-                codec: str = "libx264") -> Path:
+                codec: str = "libx264", rotation: int = 0) -> Path:
     """frames uint8 (n, h, w, 3) -> a video file (lossless H.264 so decoded frames equal `frames` up to
-    4:2:0 colour rounding), with a mono AAC sine track as long as the video when `audio`."""
+    4:2:0 colour rounding), with a mono AAC sine track as long as the video when `audio`, and a display
+    rotation tag (degrees counter-clockwise) when `rotation`."""
     container = av.open(str(path), "w")
     stream = container.add_stream(codec, rate=fps)
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = "yuv420p"
+    if rotation:
+        stream.set_display_rotation(rotation)
     stream.codec_context.options = {"qp": "0"} if codec == "libx264" else {}
     sound = None
     if audio:

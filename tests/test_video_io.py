@@ -128,3 +128,14 @@ def test_container_choices_are_checked_before_any_work(tmp_path):
     with pytest.raises(InputError, match=r"audio \(vorbis\) cannot be copied into a \.mov file; write \.mkv"):
         check_audio_fits(["vorbis"], tmp_path / "x.mov")
     check_audio_fits(["vorbis", "aac"], tmp_path / "x.mkv")
+
+
+def test_a_display_rotation_is_read_and_copied_to_the_output(tmp_path):
+    frames = synthetic_frames(3)
+    clip = write_video(tmp_path / "portrait.mp4", frames, rotation=90, audio=False)
+    info = probe(clip)
+    assert (info.rotation, info.width, info.height) == (90, 64, 48)  # stored size; players turn it
+    assert probe(write_video(tmp_path / "plain.mp4", frames, audio=False)).rotation == 0
+    write_segment(frames, tmp_path / "seg.mp4", VideoSettings(Fraction(24), rotation=90))
+    join_segments([tmp_path / "seg.mp4"], tmp_path / "out.mp4", Fraction(24), None, rotation=info.rotation)
+    assert probe(tmp_path / "out.mp4").rotation == 90
