@@ -155,3 +155,100 @@ def make_dit_config(base: str | DiTConfig = "seedvr2-3b", overrides: Mapping[str
     if "window_method" in overrides:
         values["window_method"] = tuple(overrides["window_method"])
     return DiTConfig(**values)
+
+
+# ------------------------------------------------------------------------------------------------
+# Video VAE (`VideoAutoencoderKLWrapper`, `models/video_vae_v3/s8_c16_t4_inflation_sd3.yaml`, FACTS.md section 5)
+
+VAE_BLOCK_TYPES = {"down": "DownEncoderBlock3D", "up": "UpDecoderBlock3D"}
+VAE_INFLATION_MODES = ("none", "tail", "replicate", "pad")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The causal video VAE; the defaults are the official SeedVR2 VAE (s8_c16_t4)."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 16
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2  # encoder resnets per block; the decoder has one more
+    norm_num_groups: int = 32
+    act_fn: str = "silu"
+    # The last `temporal_scale_num` downsamplers of the encoder (and first upsamplers of the decoder) also
+    # halve (double) time.
+    temporal_scale_num: int = 2
+    spatial_downsample_factor: int = 8
+    temporal_downsample_factor: int = 4
+    down_block_types: tuple[str, ...] = ("DownEncoderBlock3D",) * 4
+    up_block_types: tuple[str, ...] = ("UpDecoderBlock3D",) * 4
+    use_quant_conv: bool = False
+    use_post_quant_conv: bool = False
+    # How 2-D weights would be inflated to 3-D; 3-D checkpoints load unchanged, so it has no effect here.
+    inflation_mode: str = "pad"
+    # Official inference split size (frames); our streaming chunk size is set on the VAE object instead.
+    slicing_sample_min_size: int = 4
+    freeze_encoder: bool = False
+    scaling_factor: float = 0.9152
+    shifting_factor: float = 0.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        n = len(self.block_out_channels)
+        if n < 1 or any(c <= 0 or c % self.norm_num_groups for c in self.block_out_channels):
+            raise ConfigError(
+                f"block_out_channels {list(self.block_out_channels)} must be positive multiples of "
+                f"norm_num_groups={self.norm_num_groups}"
+            )
+        if self.act_fn != "silu":
+            raise ConfigError(f"act_fn {self.act_fn!r} is not supported (the SeedVR2 VAE uses 'silu')")
+        for kind, types in (("down", self.down_block_types), ("up", self.up_block_types)):
+            if len(types) != n or any(t != VAE_BLOCK_TYPES[kind] for t in types):
+                raise ConfigError(
+                    f"{kind}_block_types {list(types)} must be {n} x {VAE_BLOCK_TYPES[kind]!r} (one per block_out_channels)"
+                )
+        if not 0 <= self.temporal_scale_num <= n - 1:
+            raise ConfigError(f"temporal_scale_num {self.temporal_scale_num} must lie in [0, {n - 1}]")
+        if self.spatial_downsample_factor != 2 ** (n - 1):
+            raise ConfigError(f"spatial_downsample_factor must be 2**{n - 1} = {2 ** (n - 1)} for {n} blocks")
+        if self.temporal_downsample_factor != 2**self.temporal_scale_num:
+            raise ConfigError(f"temporal_downsample_factor must be 2**temporal_scale_num = {2**self.temporal_scale_num}")
+        if self.use_quant_conv or self.use_post_quant_conv:
+            raise ConfigError("use_quant_conv / use_post_quant_conv are not supported (the SeedVR2 VAE has neither)")
+        if self.inflation_mode not in VAE_INFLATION_MODES:
+            raise ConfigError(f"inflation_mode {self.inflation_mode!r} is not one of {VAE_INFLATION_MODES}")
+        if self.layers_per_block < 1:
+            raise ConfigError(f"layers_per_block must be >= 1, got {self.layers_per_block}")
+
+    def temporal_block(self, i: int) -> bool:
+        """Whether encoder block i's downsampler (and decoder block n-2-i's upsampler) also scales time."""
+        n = len(self.block_out_channels)
+        return i >= n - 1 - self.temporal_scale_num
+
+
+VAE_CONFIGS: dict[str, VAEConfig] = {"seedvr2-vae": VAEConfig()}
+
+# Official config fields with no effect on inference.
+_VAE_IGNORABLE = {"__object__", "gradient_checkpoint", "slicing_up_num", "attention", "time_receptive_field",
+                  "sample_size", "force_upcast"}
+
+
+def make_vae_config(overrides: Mapping[str, Any] | None = None, base: str | VAEConfig = "seedvr2-vae") -> VAEConfig:
+    """Official VAE config with official-named `overrides` (e.g. golden/vae_tiny.json's); unknown names raise."""
+    cfg = VAE_CONFIGS[base] if isinstance(base, str) else base
+    known = {f.name for f in dataclasses.fields(VAEConfig)}
+    values = dataclasses.asdict(cfg)
+    for name, value in dict(overrides or {}).items():
+        if name in known:
+            values[name] = _coerce(name, value, getattr(cfg, name))
+        elif name == "time_receptive_field" and value != "full":
+            raise ConfigError(f"time_receptive_field {value!r} is not supported (the SeedVR2 VAE uses 'full')")
+        elif name == "attention" and value is not True:
+            raise ConfigError("attention=False is not supported (the SeedVR2 VAE has mid-block attention)")
+        elif name not in _VAE_IGNORABLE:
+            raise ConfigError(f"unknown VAE config field {name!r}; known fields: {', '.join(sorted(known))}")
+    n = len(values["block_out_channels"])
+    for name, kind in (("down_block_types", "down"), ("up_block_types", "up")):
+        if name not in (overrides or {}) and len(values[name]) != n:
+            values[name] = (VAE_BLOCK_TYPES[kind],) * n
+    return VAEConfig(**values)

@@ -166,6 +166,7 @@ def restore(frames, dit, vae, text: torch.Tensor, **options) -> torch.Tensor:
     Options are RestoreOptions fields (size=SizeRequest(...), batch_size, overlap, color_fix, seed).
     """
     output_dtype = options.pop("output_dtype", torch.uint8)
+    noise = options.pop("noise", None)
     frames = as_frame_tensor(frames)
-    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), output_dtype=output_dtype))
+    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), noise, output_dtype))
     return torch.cat(chunks)

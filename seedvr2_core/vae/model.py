@@ -1,0 +1,162 @@
+"""VideoAutoencoder: the SeedVR2 causal video VAE with the pack's encode/decode API.
+
+Official behaviour reproduced (`VideoAutoencoderKLWrapper`, FACTS.md section 5): T = 4n+1 frames <->
+n+1 latent frames, 8x spatial; the encoder's 2 x 16 output channels are the posterior mean and log-variance
+(clamped to [-30, 20]); the latent is (mean + exp(logvar / 2) * eps) * 0.9152 (scaling factor, shift 0);
+decode divides by the scaling factor first.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import VAEConfig
+from ..errors import InputError
+from .engine import StreamState, run_chunk
+from .independent import run_independent
+from .kernels import release_free_memory
+from .layers import Decoder, Encoder
+from .program import decoder_program, encoder_program
+from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range
+
+Progress = Callable[[int, int], None]
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+class VideoAutoencoder(nn.Module):
+    """encode(video (B, 3, 4n+1, H, W) in [-1, 1]) -> latent (B, 16, n+1, H/8, W/8); decode inverts it."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.compute_dtype = torch.float32
+        self.tiling = VAETiling()
+        self._programs = None
+
+    def programs(self):
+        if self._programs is None:
+            self._programs = (encoder_program(self.encoder),
+                              decoder_program(self.decoder, self.config.spatial_downsample_factor))
+        return self._programs
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.conv_in.weight.device
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def encode(self, video: torch.Tensor, noise: torch.Tensor | None = None, *, tiling: VAETiling | None = None,
+               progress: Progress | None = None) -> torch.Tensor:
+        """video (B, 3, T=4n+1, H, W) in [-1, 1] -> scaled latent (B, 16, n+1, H/8, W/8), compute dtype.
+
+        noise: the posterior eps of the latent's shape (None: the posterior mean).
+        """
+        cfg = self.config
+        b, t, h, w = self._check_video(video)
+        lt, lh, lw = (t - 1) // cfg.temporal_downsample_factor + 1, h // cfg.spatial_downsample_factor, w // cfg.spatial_downsample_factor
+        shape = (b, cfg.latent_channels, lt, lh, lw)
+        if noise is not None and tuple(noise.shape) != shape:
+            raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
+        tiling = self._tiling(tiling, "encode", (b, t, h, w))
+        x = video.to(self.device, self.compute_dtype)
+        moments = self._run(self.programs()[0], x, lt, tiling, progress, encode=True)
+        return self._sample(moments, noise)
+
+    def decode(self, latent: torch.Tensor, *, tiling: VAETiling | None = None,
+               progress: Progress | None = None) -> torch.Tensor:
+        """latent (B, 16, t, h, w) (scaled, as `encode` returns) -> video (B, 3, 4(t-1)+1, 8h, 8w), compute dtype."""
+        cfg = self.config
+        if latent.ndim != 5 or latent.shape[1] != cfg.latent_channels:
+            raise InputError(
+                f"latent must be (B, {cfg.latent_channels}, t, h, w), got shape {tuple(latent.shape)}"
+            )
+        b, _, t, h, w = latent.shape
+        tiling = self._tiling(tiling, "decode", (b, t, h, w))
+        z = latent.to(self.device, torch.float32) / cfg.scaling_factor + cfg.shifting_factor
+        return self._run(self.programs()[1], z.to(self.compute_dtype), t, tiling, progress, encode=False)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _check_video(self, video: torch.Tensor) -> tuple[int, int, int, int]:
+        cfg = self.config
+        if video.ndim != 5 or video.shape[1] != cfg.in_channels:
+            raise InputError(f"video must be (B, {cfg.in_channels}, T, H, W), got shape {tuple(video.shape)}")
+        b, _, t, h, w = video.shape
+        f, s = cfg.temporal_downsample_factor, cfg.spatial_downsample_factor
+        if t % f != 1 % f:
+            raise InputError(f"video has {t} frames; the VAE needs {f}n+1 frames (pad the clip, e.g. to {t + (1 - t) % f})")
+        if h % s or w % s or h == 0 or w == 0:
+            raise InputError(f"video frames are {h}x{w}; height and width must be positive multiples of {s}")
+        if not video.is_floating_point():
+            raise InputError(f"video must be a floating-point tensor in [-1, 1], got {video.dtype}")
+        return b, t, h, w
+
+    def _tiling(self, tiling: VAETiling | None, op: str, size: tuple[int, int, int, int]) -> VAETiling:
+        from .memory import plan_tiling
+
+        tiling = tiling or self.tiling
+        if tiling.memory_budget is None:
+            return tiling
+        return plan_tiling(self, op, size, tiling, self.compute_dtype)
+
+    def _run(self, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress, encode: bool):
+        if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
+            return run_independent(self, steps, x, latent_frames, tiling, progress, encode)
+        return run_chunks(self, steps, x, latent_frames, tiling, frame_plan(tiling.tile_size), progress, encode)
+
+    def _sample(self, moments: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        cfg = self.config
+        mean, logvar = moments.float().chunk(2, dim=1)
+        z = mean
+        if noise is not None:
+            std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
+            z = mean + std * noise.to(mean.device, torch.float32)
+        return ((z - cfg.shifting_factor) * cfg.scaling_factor).to(self.compute_dtype)
+
+
+def run_chunks(vae: VideoAutoencoder, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, plan,
+               progress: Progress | None, encode: bool, state: StreamState | None = None) -> torch.Tensor:
+    """Stream x through `steps` chunk by chunk; returns the whole output (B, C, T, H, W), contiguous."""
+    factor = vae.config.temporal_downsample_factor
+    chunks = latent_chunks(latent_frames, tiling.chunk_size)
+    state = state or StreamState()
+    total = len(chunks) * sum(len(plan(s, *_out_hw(vae, s, x, encode))) for s in steps)
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    out = None
+    for k, (lo, hi) in enumerate(chunks):
+        state.last = k == len(chunks) - 1
+        if encode:
+            p0, p1 = pixel_range(lo, hi, factor)
+            part = x[:, :, p0:p1]
+            o0, o1 = lo, hi
+        else:
+            part = x[:, :, lo:hi]
+            o0, o1 = pixel_range(lo, hi, factor)
+        y = run_chunk(steps, part, state, plan, tick)
+        if out is None:
+            frames = latent_frames if encode else pixel_range(0, latent_frames, factor)[1]
+            out = y.new_empty(*y.shape[:2], frames, *y.shape[3:])
+        out[:, :, o0:o1] = y
+        del y
+        release_free_memory()  # keep resident memory flat over long clips
+    return out
+
+
+def _out_hw(vae: VideoAutoencoder, step, x: torch.Tensor, encode: bool) -> tuple[int, int]:
+    """Output size of `step` for input x: the image size divided by the step's scale."""
+    s = vae.config.spatial_downsample_factor
+    h, w = x.shape[3:]
+    if not encode:
+        h, w = h * s, w * s
+    return h // step.scale, w // step.scale
