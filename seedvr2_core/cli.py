@@ -88,8 +88,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--vae", help="VAE file (default: ema_vae.pth or ema_vae_fp16.safetensors next to the "
                                      "model or in the models folder)")
     group.add_argument("--models-dir", type=Path,
-                       help=f"folder with the model files (default: ${ENV_VAR}, ComfyUI's models/SEEDVR2, "
-                            "~/.cache/seedvr2)")
+                       help=f"folder with the model files (default: ${ENV_VAR}, the models/SEEDVR2 of the "
+                            "ComfyUI this pack is in, ./models/SEEDVR2)")
     group.add_argument("--download", action="store_true",
                        help="fetch missing official files from Hugging Face into the models folder and check "
                             "their SHA-256")

@@ -33,6 +33,7 @@ from .pipeline import RestoreOptions, restore_stream
 from .residency import resolve_device
 from .sizing import plan_size
 from .text import find_text_embedding
+from .vae import load_vae
 from .video_io import IMAGE_ENCODERS, MediaInfo, probe, read_frames
 from .video_mux import VIDEO_FORMATS, VideoSettings, check_audio_fits, even_size
 
@@ -167,8 +168,6 @@ def restore_job(job: Job, info: MediaInfo, models: ModelPaths, options: RestoreO
         if job.next_frame == 0:
             raise InputError(f"{info.path} holds no frames")
         return  # every frame was committed before the previous run stopped
-    from . import load_vae
-
     dit = load_dit(models.dit, device=device, dtype=dtype)
     vae = load_vae(models.vae, device=device, dtype=dtype)
     text = find_text_embedding([models.embedding.parent] if models.embedding else [], dit)

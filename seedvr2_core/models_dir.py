@@ -8,8 +8,9 @@ Official files (FACTS.md section 1): Hugging Face repositories `ByteDance-Seed/S
 are accepted too, in the order listed below (official first: it is what `--download` fetches).
 
 Folders, in order: `--models-dir` alone when given; otherwise `$SEEDVR2_MODELS`, then the `models/SEEDVR2`
-folder of the ComfyUI installation this pack lives in (or that is the current directory), then the
-default `~/.cache/seedvr2` (`$XDG_CACHE_HOME/seedvr2`). The first folder is where `--download` puts files.
+folder of the ComfyUI installation this pack lives in, then `./models/SEEDVR2` under the current
+directory (the README's layout; the same folder when the current directory is the ComfyUI one). The
+first folder is where `--download` puts files.
 """
 
 from __future__ import annotations
@@ -63,20 +64,11 @@ class ModelNotFoundError(CheckpointError):
 
 
 def comfyui_root(start: Path) -> Path | None:
-    """The ComfyUI installation holding `start` (a folder under its custom_nodes), or `start` itself if it
-    is one (it has custom_nodes/ and models/)."""
-    start = start.resolve()
+    """The ComfyUI installation holding `start` (a folder under its custom_nodes/ next to models/)."""
     for folder in (start, *start.parents):
         if folder.name == "custom_nodes" and (folder.parent / "models").is_dir():
             return folder.parent
-    if (start / "custom_nodes").is_dir() and (start / "models").is_dir():
-        return start
     return None
-
-
-def default_folder(env: Mapping[str, str]) -> Path:
-    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "seedvr2"
 
 
 def model_folders(explicit: str | os.PathLike | None, env: Mapping[str, str] | None = None,
@@ -86,13 +78,11 @@ def model_folders(explicit: str | os.PathLike | None, env: Mapping[str, str] | N
         return [Path(explicit).expanduser()]
     env = os.environ if env is None else env
     folders = [Path(env[ENV_VAR]).expanduser()] if env.get(ENV_VAR) else []
-    for start in (Path(__file__).parent, cwd or Path.cwd()):
-        root = comfyui_root(start)
-        if root is not None:
-            folders.append(root.joinpath(*COMFY_FOLDER))
-            break
-    folders.append(default_folder(env))
-    return list(dict.fromkeys(folders))  # without repeats, order kept
+    root = comfyui_root(Path(__file__).resolve().parent)
+    if root is not None:
+        folders.append(root.joinpath(*COMFY_FOLDER))
+    folders.append((cwd or Path.cwd()).joinpath(*COMFY_FOLDER))
+    return list(dict.fromkeys(f.absolute() for f in folders))  # absolute (messages), without repeats
 
 
 def _first_file(names: tuple[str, ...], folders: list[Path]) -> Path | None:

@@ -31,23 +31,23 @@ def test_an_explicit_folder_is_the_only_one_searched(tmp_path):
     assert model_folders(tmp_path / "m", env={"SEEDVR2_MODELS": "/elsewhere"}) == [tmp_path / "m"]
 
 
-def test_environment_then_default_cache_folder(tmp_path):
-    env = {"SEEDVR2_MODELS": str(tmp_path / "env"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    folders = model_folders(None, env=env, cwd=tmp_path)
-    assert folders[0] == tmp_path / "env" and folders[-1] == tmp_path / "cache" / "seedvr2"
+def test_environment_then_the_current_folder(tmp_path):
+    folders = model_folders(None, env={"SEEDVR2_MODELS": str(tmp_path / "env")}, cwd=tmp_path)
+    assert folders[0] == tmp_path / "env" and folders[-1] == tmp_path / "models" / "SEEDVR2"
+    assert model_folders(None, env={}, cwd=tmp_path)[-1] == tmp_path / "models" / "SEEDVR2"
 
 
-def test_a_comfyui_installation_is_found_from_the_pack_or_the_current_folder(tmp_path):
+def test_the_comfyui_installation_holding_the_pack_is_found(tmp_path):
     root = tmp_path / "ComfyUI"
     pack = root / "custom_nodes" / "seedvr2-onestep" / "seedvr2_core"
     pack.mkdir(parents=True)
     (root / "models").mkdir()
     assert comfyui_root(pack) == root
-    assert comfyui_root(root) == root
     assert comfyui_root(tmp_path) is None
-    if comfyui_root(Path(models_dir.__file__).parent) is None:  # this checkout is not inside a ComfyUI
-        folders = model_folders(None, env={"XDG_CACHE_HOME": str(tmp_path / "c")}, cwd=root)
-        assert folders == [root / "models" / "SEEDVR2", tmp_path / "c" / "seedvr2"]
+    here = comfyui_root(Path(models_dir.__file__).resolve().parent)
+    expected = [] if here is None else [here / "models" / "SEEDVR2"]
+    assert model_folders(None, env={}, cwd=root)[:-1] == expected
+    assert model_folders(None, env={}, cwd=root)[-1] == root / "models" / "SEEDVR2"
 
 
 def test_a_name_takes_the_first_folder_then_the_preferred_file(tmp_path):
