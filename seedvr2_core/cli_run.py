@@ -180,8 +180,7 @@ def restore_job(job: Job, info: MediaInfo, models: ModelPaths, options: RestoreO
             bar.update(state.next_frame - bar.n)
 
 
-def _warn_odd_size(info: MediaInfo, options: RestoreOptions) -> None:
-    height, width = plan_size(options.size, info.height, info.width).output_hw
+def _warn_odd_size(height: int, width: int) -> None:
     if (height, width) != even_size(height, width):
         even_h, even_w = even_size(height, width)
         log.warning("output size %dx%d is odd; H.264 needs even sides, so the video is %dx%d with the last "
@@ -197,11 +196,11 @@ def run(args: argparse.Namespace, options: RestoreOptions) -> int:
     info = probe(args.input)
     log.info("input %s: %s", info.path, info.describe())
     target = resolve_output(args.output, info, args.image_format)
-    plan_size(options.size, info.height, info.width)  # a size the input cannot take fails here, not after loading
+    plan = plan_size(options.size, info.height, info.width)  # an impossible size fails here, before loading
     video = None
     if target.kind == "video":
         check_audio_fits(info.audio, target.path)
-        _warn_odd_size(info, options)
+        _warn_odd_size(*plan.output_hw)
         video = VideoSettings(info.fps or args.fps, args.crf, args.preset, info.rotation)
     elif info.audio:
         log.warning("the input's audio is not kept: the output is images")
