@@ -54,6 +54,19 @@ class RestoreOptions:
         check_batching(self.batch_size, self.overlap)
 
 
+@dataclass
+class StreamState:
+    """Where a restoration stream stands, kept current by `restore_stream` before each chunk it yields.
+
+    Frames before `next_frame` are final. `tail` (overlap, 3, Hp, Wp) float32 holds the last batch's
+    restored copies of the frames from `next_frame` on, which the next batch blends with. Saved and given
+    back with the input from `next_frame` on, it continues the stream exactly (noise is keyed by position).
+    """
+
+    next_frame: int = 0
+    tail: torch.Tensor | None = None
+
+
 def as_frame_tensor(frames) -> torch.Tensor:
     """A list/array/tensor of frames (T, H, W, C) or (T, C, H, W) -> tensor, RGB only."""
     if isinstance(frames, (list, tuple)):
@@ -148,6 +161,7 @@ def restore_stream(
     noise: NoiseSource | None = None,
     output_dtype: torch.dtype = torch.uint8,
     progress: Callable[[int], None] | None = None,
+    state: StreamState | None = None,
     stages: StageProgress | None = None,
 ) -> Iterator[torch.Tensor]:
     """Frames (each (H, W, 3) or (3, H, W), uint8 or float [0, 1]) -> chunks of restored frames
@@ -155,12 +169,15 @@ def restore_stream(
 
     `progress(frames_done)` is called after each batch, `stages(stage, tiles_done, tiles_total)` after each
     VAE tile ("encode" / "decode"). Cancellation is checked between stages.
+    `state`, if given, is updated before each chunk is yielded; a saved state continues a stream: pass the
+    frames from `state.next_frame` on.
     """
     noise = noise or SeededNoise(options.seed)
-    fader = Crossfader()
+    state = state if state is not None else StreamState()
+    fader = Crossfader(state.tail)
     restorer: BatchRestorer | None = None
-    done = 0
-    for batch in temporal_batches(frames, options.batch_size, options.overlap):
+    shared = 0 if state.tail is None else len(state.tail)
+    for batch in temporal_batches(frames, options.batch_size, options.overlap, state.next_frame, shared):
         host.check_interrupt()
         if restorer is None:
             height, width = frames_to_unit(as_frame_tensor(batch.frames[:1])).shape[-2:]
@@ -169,9 +186,9 @@ def restore_stream(
             restorer = BatchRestorer(dit, vae, text, plan, options, noise, stages)
         restored = restorer(batch)
         final = fader.push(restored, batch.overlap, 0 if batch.is_last else options.overlap)
-        done += len(final)
+        state.next_frame, state.tail = batch.start + len(final), fader.tail
         if progress is not None:
-            progress(done)
+            progress(state.next_frame)
         yield model_to_frames(final, restorer.plan, "tchw", output_dtype)
     if restorer is None:
         raise InputError("no frames to restore: the input is empty")
