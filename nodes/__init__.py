@@ -8,8 +8,9 @@ from ..seedvr2_core import host
 from .loaders import LOAD_DIT, LOAD_VAE
 from .restore import DECODE, ENCODE, RESTORE, UPSCALE
 from .spec import NodeSpec
+from .video import UPSCALE_VIDEO
 
-SPECS: tuple[NodeSpec, ...] = (LOAD_DIT, LOAD_VAE, UPSCALE, ENCODE, RESTORE, DECODE)
+SPECS: tuple[NodeSpec, ...] = (LOAD_DIT, LOAD_VAE, UPSCALE, UPSCALE_VIDEO, ENCODE, RESTORE, DECODE)
 
 host.register_model_folder()
 

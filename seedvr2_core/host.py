@@ -275,3 +275,13 @@ def _preview_tuple(frame: torch.Tensor | None):
     max_size = getattr(getattr(cli_args, "args", None), "preview_size", 512)
     pixels = frame.detach().float().clamp(0, 1).mul(255).round().to("cpu", torch.uint8).numpy()
     return PREVIEW_FORMAT, Image.fromarray(pixels[..., :3]), max_size
+
+
+def temp_folder() -> str:
+    """Where node outputs that are files go before a Save node copies them: ComfyUI's temp folder, else the OS's."""
+    fp = comfy_module("folder_paths")
+    if fp is not None:
+        return fp.get_temp_directory()
+    import tempfile
+
+    return tempfile.gettempdir()

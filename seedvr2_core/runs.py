@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from . import host
+from .batching import check_batching
 from .clip import ClipLatent, decode_clip, encode_clip, restore_clip
 from .dit.observers import InterruptObserver, observing
 from .handles import DiTHandle, VAEHandle
@@ -28,6 +31,8 @@ from .pipeline import RestoreOptions, restore_stream
 from .progress import FrameProgress
 from .sizing import SizePlan, SizeRequest, plan_size
 from .vae import VAETiling
+from .video_io import MediaInfo
+from .video_job import Restorer, restore_video
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +112,7 @@ def encode_images(images: torch.Tensor, vae: VAEHandle, size: SizeRequest, batch
                   overlap: int) -> ClipLatent:
     """IMAGE (T, H, W, 3|4) -> "encoded" ClipLatent (see clip.py)."""
     images = check_images(images)
+    check_batching(batch_size, overlap)
     progress = frame_progress(len(images), batch_size - overlap, "encode")
     with running(None, vae, 0, progress):
         return encode_clip(images, vae.model, size, batch_size, overlap, progress.stage)
@@ -129,3 +135,26 @@ def decode_latent(latent: ClipLatent, vae: VAEHandle, color_fix: str) -> torch.T
             done += len(chunk)
             progress.frames_done(done, chunk[-1, ..., :3])
     return torch.cat(chunks).to(host.output_device())
+
+
+
+def upscale_video(source, dit: DiTHandle, vae: VAEHandle, options: RestoreOptions) -> Path:
+    """A video file path or in-memory file -> path of the restored .mp4 (same fps, frame count and audio) in
+    the host's temporary folder; frames stream from the source to the file (see video_job.py)."""
+
+    def restorer(info: MediaInfo) -> Restorer:
+        plan = plan_size(options.size, info.height, info.width)
+        progress = frame_progress(info.frames or 1, options.batch_size - options.overlap)
+        log.info("SeedVR2 video: %s; %s", info.describe(), plan.describe())
+
+        def restore(frames, state):
+            with running(dit, vae, dit_activation_bytes(dit, plan, options.batch_size), progress):
+                for chunk in restore_stream(frames, dit.model, vae.model, dit.text, options, state=state,
+                                            stages=progress.stage):
+                    yield chunk
+                    progress.frames_done(state.next_frame, chunk[-1].float() / 255)
+
+        return restore
+
+    output = Path(host.temp_folder()) / f"seedvr2_{uuid.uuid4().hex[:12]}.mp4"
+    return restore_video(source, output, restorer)

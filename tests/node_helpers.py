@@ -28,3 +28,23 @@ def pack_module(name: str):
     """A submodule of the pack, e.g. pack_module("seedvr2_core.host") (the pack's own copy of the core)."""
     load_pack()
     return importlib.import_module(f"{PACK}.{name}")
+
+
+def spec_by_id(node_id: str):
+    return {s.node_id: s for s in pack_module("nodes").SPECS}[node_id]
+
+
+def run_node(node_id: str, **values):
+    """Run a node as ComfyUI would with the widget defaults, overridden by `values`; returns its outputs."""
+    spec = spec_by_id(node_id)
+    args = {**spec.defaults(), **values}
+    missing = [i.name for i in spec.inputs if i.name not in args]
+    assert not missing, f"{node_id} needs {missing}"
+    return spec.run(**{i.name: args[i.name] for i in spec.inputs})
+
+
+def output_types():
+    """Declared output type -> the Python type a node's result of that type must be."""
+    handles, clip = pack_module("seedvr2_core.handles"), pack_module("seedvr2_core.clip")
+    return {"SEEDVR2_DIT": handles.DiTHandle, "SEEDVR2_VAE": handles.VAEHandle, "SEEDVR2_LATENT": clip.ClipLatent,
+            "IMAGE": torch.Tensor, "VIDEO": str}
