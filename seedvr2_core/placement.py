@@ -78,13 +78,16 @@ class Placement:
     def swapped_blocks(self) -> int:
         return self._mover.blocks_to_swap if isinstance(self._mover, BlockSwapper) else 0
 
-    @property
-    def loaded_bytes(self) -> int:
-        """Bytes of this model held on the compute device now (weights and swap buffers)."""
+    def _bytes_on_device(self) -> int:
         on_device = sum(t.nbytes for _, t in tensor_groups(self.model) if same_device(t.device, self.device))
         if isinstance(self._mover, BlockSwapper):
             on_device += self._mover.device_buffer_bytes
         return on_device
+
+    @property
+    def loaded_bytes(self) -> int:
+        """Bytes of this model on the compute device for this placement (weights, swap buffers); 0 unloaded."""
+        return self._bytes_on_device() if self._mover is not None else 0
 
     def load(self, budget: int | None = None) -> None:
         """Put the model on the device (no-op when loaded); `budget` (bytes) decides "auto" swapping."""
@@ -106,7 +109,7 @@ class Placement:
         """Drop the device copies (no-op when not loaded); returns the bytes that left the device."""
         if self._mover is None:
             return 0
-        before = self.loaded_bytes
+        before = self._bytes_on_device()
         mover, self._mover = self._mover, None
         if isinstance(mover, BlockSwapper):
             mover.detach()
@@ -114,4 +117,4 @@ class Placement:
             mover.unload()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        return max(0, before - self.loaded_bytes)
+        return max(0, before - self._bytes_on_device())  # what stays: tensors whose home is the device

@@ -93,19 +93,19 @@ def upscale_images(images: torch.Tensor, dit: DiTHandle, vae: VAEHandle, options
     images = check_images(images)
     rgb, alpha = split_alpha(images)
     plan = plan_size(options.size, int(images.shape[1]), int(images.shape[2]))
+    out = torch.empty(len(images), *plan.output_hw, images.shape[-1], device=host.output_device())
     progress = frame_progress(len(images), options.batch_size - options.overlap)
-    chunks, done = [], 0
+    done = 0
     with running(dit, vae, dit_activation_bytes(dit, plan, options.batch_size), progress):
         stream = restore_stream(rgb, dit.model, vae.model, dit.text, options, output_dtype=torch.float32,
                                 stages=progress.stage)
         for chunk in stream:
-            chunks.append(chunk)
+            if alpha is not None:
+                chunk = attach_alpha(chunk, resize_alpha(alpha[done: done + len(chunk)], plan))
+            out[done: done + len(chunk)] = chunk
             done += len(chunk)
-            progress.frames_done(done, chunk[-1])
-    out = torch.cat(chunks)
-    if alpha is not None:
-        out = attach_alpha(out, resize_alpha(alpha, plan))
-    return out.to(host.output_device())
+            progress.frames_done(done, chunk[-1, ..., :3])
+    return out
 
 
 def encode_images(images: torch.Tensor, vae: VAEHandle, size: SizeRequest, batch_size: int,
@@ -127,15 +127,15 @@ def restore_latent(latent: ClipLatent, dit: DiTHandle, seed: int) -> ClipLatent:
 
 def decode_latent(latent: ClipLatent, vae: VAEHandle, color_fix: str) -> torch.Tensor:
     """"restored" ClipLatent -> IMAGE (T, h, w, 3|4) float32 on the host's output device."""
+    out = torch.empty(latent.frames, *latent.plan.output_hw, latent.source.shape[-1], device=host.output_device())
     progress = frame_progress(latent.frames, latent.batch_size - latent.overlap, "decode")
-    chunks, done = [], 0
+    done = 0
     with running(None, vae, 0, progress):
         for chunk in decode_clip(latent, vae.model, color_fix, progress.stage):
-            chunks.append(chunk)
+            out[done: done + len(chunk)] = chunk
             done += len(chunk)
             progress.frames_done(done, chunk[-1, ..., :3])
-    return torch.cat(chunks).to(host.output_device())
-
+    return out
 
 
 def upscale_video(source, dit: DiTHandle, vae: VAEHandle, options: RestoreOptions) -> Path:
