@@ -84,7 +84,8 @@ def encode_moments_batch(vae, video: torch.Tensor, progress: TileProgress | None
     return vae.encode_moments(video[None], progress=progress)
 
 
-def condition_latent(moments: torch.Tensor, start: int, noise: NoiseSource, vae_config, dtype: torch.dtype) -> torch.Tensor:
+def condition_latent(moments: torch.Tensor, start: int, noise: NoiseSource, vae_config,
+                     dtype: torch.dtype) -> torch.Tensor:
     """Moments (1, 32, T', h, w) of the batch starting at video frame `start` -> condition latent (T', h, w, 16),
     float32: the posterior sampled with eps keyed by frame position, as the VAE's `encode` does."""
     channels, latent_frames, h, w = moments.shape[1] // 2, *moments.shape[2:]

@@ -1,11 +1,14 @@
 """Run with ComfyUI's Python, cwd anywhere: the pack inside a real ComfyUI process, without the server.
 
-usage: comfy_host_check.py COMFYUI_DIR MODELS_DIR   (MODELS_DIR holds SEEDVR2/ with the tiny models)
+usage: comfy_host_check.py COMFYUI_DIR MODELS_DIR EXTRA_DIR
+(MODELS_DIR holds SEEDVR2/ with the tiny models; EXTRA_DIR/more/ holds one more DiT, registered through an
+extra_model_paths.yaml as ComfyUI's main.py does before it loads custom nodes)
 
 Checks, printing one JSON line of findings (the calling test asserts on them):
 * the V3 classes: ComfyUI validates every schema (GET_SCHEMA) and builds the node info /object_info serves;
 * pyproject.toml as ComfyUI's registry parser reads it (supported OS, accelerators, ComfyUI version);
-* folder_paths: models/SEEDVR2 is registered and resolved only through folder_paths;
+* folder_paths: models/SEEDVR2 is registered next to extra_model_paths.yaml's folders, and files are resolved
+  only through folder_paths;
 * ModelPatcher: load_models_gpu places our models, unload_all_models and free_memory give them back, an
   "auto" DiT picks swapped blocks from the budget a partial load grants;
 * progress: ComfyUI's ProgressBar hook sees the frames advance to the total with JPEG preview frames;
@@ -22,15 +25,19 @@ import sys
 from pathlib import Path
 
 
-def load_comfy(comfy_dir: Path, models: Path):
+def load_comfy(comfy_dir: Path, models: Path, extra: Path):
     sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args
 
     args.cpu = True
     args.base_directory = None
     import folder_paths
+    import utils.extra_config
 
     folder_paths.models_dir = str(models)  # as --base-directory / a models symlink would
+    yaml = extra / "extra_model_paths.yaml"
+    yaml.write_text(f"mine:\n  base_path: {extra}\n  SEEDVR2: more/\n")
+    utils.extra_config.load_extra_path_config(str(yaml))
     import comfy.model_management as mm
     import comfy.utils
 
@@ -61,8 +68,8 @@ def check_schemas(pack) -> dict:
 
 
 def main() -> None:
-    comfy_dir, models = Path(sys.argv[1]), Path(sys.argv[2])
-    folder_paths, mm, utils = load_comfy(comfy_dir, models)
+    comfy_dir, models, extra = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    folder_paths, mm, utils = load_comfy(comfy_dir, models, extra)
     import torch
 
     torch.set_num_threads(1)
@@ -70,6 +77,13 @@ def main() -> None:
     pack, sub = load_pack(repo)
     host, errors, run_node = sub("seedvr2_core.host"), sub("seedvr2_core.errors"), None
     found = {"schemas": check_schemas(pack), "in_comfyui": host.in_comfyui()}
+    specs = {s.node_id: s for s in sub("nodes").SPECS}
+
+    def run_node(node_id, **values):
+        spec = specs[node_id]
+        args = {**spec.defaults(), **values}
+        return spec.run(**{i.name: args[i.name] for i in spec.inputs})
+
     from comfy_config import config_parser
 
     config = config_parser.extract_node_configuration(str(repo))
@@ -79,18 +93,12 @@ def main() -> None:
                          "icon": config.tool_comfy.icon}
     found["folders"] = folder_paths.get_folder_paths("SEEDVR2")
     found["files"] = host.model_files()
+    found["extra_loads"] = type(run_node("SeedVR2LoadDiT", model="extra_dit.safetensors")[0]).__name__
     try:
         host.model_path("../SEEDVR2/seedvr2_ema_3b_fp16.safetensors")
         found["outside"] = "resolved"
     except errors.CheckpointError:
         found["outside"] = "refused"
-
-    specs = {s.node_id: s for s in sub("nodes").SPECS}
-
-    def run_node(node_id, **values):
-        spec = specs[node_id]
-        args = {**spec.defaults(), **values}
-        return spec.run(**{i.name: args[i.name] for i in spec.inputs})
 
     dit = run_node("SeedVR2LoadDiT", model="seedvr2_ema_3b_fp16.safetensors")[0]
     vae = run_node("SeedVR2LoadVAE", model="ema_vae_fp16.safetensors")[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -44,8 +45,11 @@ def models(tmp_path_factory):
     return folder
 
 
-def test_the_nodes_inside_a_comfyui_process(models):
-    done = subprocess.run([COMFY_PY, str(REPO / "tests" / "comfy_host_check.py"), COMFYUI_DIR, str(models)],
+def test_the_nodes_inside_a_comfyui_process(models, tmp_path):
+    (tmp_path / "more").mkdir()
+    shutil.copy(models / "SEEDVR2" / "seedvr2_ema_3b_fp16.safetensors", tmp_path / "more" / "extra_dit.safetensors")
+    done = subprocess.run([COMFY_PY, str(REPO / "tests" / "comfy_host_check.py"), COMFYUI_DIR, str(models),
+                           str(tmp_path)],
                           capture_output=True, text=True, timeout=900, cwd=str(models))
     assert done.returncode == 0, done.stderr[-4000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
@@ -56,7 +60,9 @@ def test_the_nodes_inside_a_comfyui_process(models):
     assert found["registry"] == {"os": ["OS Independent"], "accelerators": ["GPU :: NVIDIA CUDA"], "comfyui": ">=0.8.0",
                                  "publisher": "seedvr2-onestep", "name": "SeedVR2 One-Step Restoration",
                                  "icon": found["registry"]["icon"]} and found["registry"]["icon"].startswith("https://")
-    assert found["folders"] == [str(models / "SEEDVR2")] and "seedvr2_ema_3b_fp16.safetensors" in found["files"]
+    assert found["folders"] == [str(tmp_path / "more"), str(models / "SEEDVR2")]  # the yaml's, then ours
+    assert {"seedvr2_ema_3b_fp16.safetensors", "extra_dit.safetensors"} <= set(found["files"])
+    assert found["extra_loads"] == "DiTHandle"
     assert found["outside"] == "refused"
     assert found["patchers"] == ["ModelPatcher", "ModelPatcher"]  # our subclass of ComfyUI's
     assert found["loaded_by_comfy"] == found["placed"] == [True, True]

@@ -111,7 +111,8 @@ def core_node_ids(comfyui: Path) -> set[str]:
     ids = set()
     for source in [comfyui / "nodes.py", *sorted((comfyui / "comfy_extras").glob("*.py"))]:
         text = source.read_text(encoding="utf-8")
-        ids |= set(re.findall(r'node_id="([A-Za-z0-9_]+)"', text)) | set(re.findall(r'^\s+"([A-Za-z0-9_]+)": ', text, re.M))
+        ids |= set(re.findall(r'node_id="([A-Za-z0-9_]+)"', text))  # V3 schemas
+        ids |= set(re.findall(r'^\s+"([A-Za-z0-9_]+)": ', text, re.M))  # V1 NODE_CLASS_MAPPINGS entries
     return ids
 
 
