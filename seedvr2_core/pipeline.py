@@ -25,10 +25,15 @@ from .noise import SeededNoise, latent_frame_keys
 from .sampler import one_step
 from .sizing import SizePlan, SizeRequest, plan_size
 from .transforms import frames_to_model, frames_to_unit, model_to_frames, pad_frames_4n1
+from .vae.model import sample_posterior
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_SEED = 666
+
+
+TileProgress = Callable[[int, int], None]  # (tiles done, tiles total) of one VAE call
+StageProgress = Callable[[str, int, int], None]  # (stage, tiles done, tiles total)
 
 
 class NoiseSource(Protocol):
@@ -74,14 +79,27 @@ def as_frame_tensor(frames) -> torch.Tensor:
     return frames
 
 
-def encode_batch(vae, video: torch.Tensor, start: int, noise: NoiseSource) -> torch.Tensor:
-    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> condition latent (T', H/8, W/8, 16), float32."""
-    latent_frames = (video.shape[1] - 1) // 4 + 1
+def encode_moments_batch(vae, video: torch.Tensor, progress: TileProgress | None = None) -> torch.Tensor:
+    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> posterior moments (1, 32, T', H/8, W/8), VAE compute dtype."""
+    return vae.encode_moments(video[None], progress=progress)
+
+
+def condition_latent(moments: torch.Tensor, start: int, noise: NoiseSource, vae_config,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Moments (1, 32, T', h, w) of the batch starting at video frame `start` -> condition latent (T', h, w, 16),
+    float32: the posterior sampled with eps keyed by frame position, as the VAE's `encode` does."""
+    channels, latent_frames, h, w = moments.shape[1] // 2, *moments.shape[2:]
     keys = latent_frame_keys(start, latent_frames)
-    h, w = video.shape[2] // 8, video.shape[3] // 8
-    eps = rearrange(noise.draw(keys, (16, h, w), "posterior"), "t c h w -> 1 c t h w")
-    latent = vae.encode(video[None], noise=eps)  # (1, 16, T', h, w)
+    eps = rearrange(noise.draw(keys, (channels, h, w), "posterior"), "t c h w -> 1 c t h w")
+    latent = sample_posterior(moments, eps, vae_config, dtype)  # (1, 16, T', h, w)
     return rearrange(latent[0], "c t h w -> t h w c").float()
+
+
+def encode_batch(vae, video: torch.Tensor, start: int, noise: NoiseSource,
+                 progress: TileProgress | None = None) -> torch.Tensor:
+    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> condition latent (T', H/8, W/8, 16), float32."""
+    moments = encode_moments_batch(vae, video, progress)
+    return condition_latent(moments, start, noise, vae.config, vae.compute_dtype)
 
 
 def sample_batch(dit, cond: torch.Tensor, start: int, noise: NoiseSource, text: torch.Tensor) -> torch.Tensor:
@@ -90,10 +108,24 @@ def sample_batch(dit, cond: torch.Tensor, start: int, noise: NoiseSource, text: 
     return one_step(dit, [cond], [x_t], text)[0]
 
 
-def decode_batch(vae, x0: torch.Tensor, frames: int) -> torch.Tensor:
+def decode_batch(vae, x0: torch.Tensor, frames: int, progress: TileProgress | None = None) -> torch.Tensor:
     """Restored latent (T', h, w, 16) -> the batch's first `frames` frames (frames, 3, H, W) in [-1, 1]."""
-    video = vae.decode(rearrange(x0, "t h w c -> 1 c t h w"))[0]  # (3, T, H, W)
+    video = vae.decode(rearrange(x0, "t h w c -> 1 c t h w"), progress=progress)[0]  # (3, T, H, W)
     return rearrange(video[:, :frames], "c t h w -> t c h w")
+
+
+def fix_colors(restored: torch.Tensor, video: torch.Tensor, method: str) -> torch.Tensor:
+    """Decoded frames (n, 3, Hp, Wp) float32 on the CPU, corrected in place against the model input video
+    (3, n, Hp, Wp) they were restored from; returns them."""
+    reference = rearrange(video, "c t h w -> t c h w")
+    return color_fix(restored, reference, method, out=restored)
+
+
+def tile_progress(stages: StageProgress | None, stage: str) -> TileProgress | None:
+    """The per-tile callback of one stage, reporting to `stages(stage, done, total)`; None without `stages`."""
+    if stages is None:
+        return None
+    return lambda done, total: stages(stage, done, total)
 
 
 @dataclass
@@ -106,18 +138,19 @@ class BatchRestorer:
     plan: SizePlan
     options: RestoreOptions
     noise: NoiseSource
+    stages: StageProgress | None = None  # stages("encode" | "decode", tiles_done, tiles_total)
 
     def __call__(self, batch: TemporalBatch) -> torch.Tensor:
         """Batch frames -> colour-fixed restored frames (n, 3, Hp, Wp) in [-1, 1], float32, on the CPU."""
         video = frames_to_model(as_frame_tensor(batch.frames), self.plan)  # (3, n, Hp, Wp)
         n = video.shape[1]
-        cond = encode_batch(self.vae, pad_frames_4n1(video), batch.start, self.noise)
+        cond = encode_batch(self.vae, pad_frames_4n1(video), batch.start, self.noise,
+                            tile_progress(self.stages, "encode"))
         host.check_interrupt()
         x0 = sample_batch(self.dit, cond, batch.start, self.noise, self.text)
         host.check_interrupt()
-        restored = decode_batch(self.vae, x0, n).float().cpu()
-        reference = rearrange(video, "c t h w -> t c h w")
-        return color_fix(restored, reference, self.options.color_fix, out=restored)
+        restored = decode_batch(self.vae, x0, n, tile_progress(self.stages, "decode")).float().cpu()
+        return fix_colors(restored, video, self.options.color_fix)
 
 
 def restore_stream(
@@ -130,11 +163,13 @@ def restore_stream(
     output_dtype: torch.dtype = torch.uint8,
     progress: Callable[[int], None] | None = None,
     state: StreamState | None = None,
+    stages: StageProgress | None = None,
 ) -> Iterator[torch.Tensor]:
     """Frames (each (H, W, 3) or (3, H, W), uint8 or float [0, 1]) -> chunks of restored frames
     (n, h, w, 3) in `output_dtype` (uint8, or float in [0, 1]), in order, each frame exactly once.
 
-    `progress(frames_done)` is called after each batch. Cancellation is checked between stages.
+    `progress(frames_done)` is called after each batch, `stages(stage, tiles_done, tiles_total)` after each
+    VAE tile ("encode" / "decode"). Cancellation is checked between stages.
     `state`, if given, is updated before each chunk is yielded; a saved state continues a stream: pass the
     frames from `state.next_frame` on.
     """
@@ -149,7 +184,7 @@ def restore_stream(
             height, width = frames_to_unit(as_frame_tensor(batch.frames[:1])).shape[-2:]
             plan = plan_size(options.size, int(height), int(width))
             log.info("SeedVR2 size plan: %s", plan.describe())
-            restorer = BatchRestorer(dit, vae, text, plan, options, noise)
+            restorer = BatchRestorer(dit, vae, text, plan, options, noise, stages)
         restored = restorer(batch)
         final = fader.push(restored, batch.overlap, 0 if batch.is_last else options.overlap)
         state.next_frame, state.tail = batch.start + len(final), fader.tail
