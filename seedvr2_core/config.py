@@ -146,6 +146,12 @@ def make_dit_config(base: str | DiTConfig = "seedvr2-3b", overrides: Mapping[str
     for name, derive in _DERIVED.items():
         if name not in overrides:
             values[name] = derive(values)
+    if "rope_dim" not in overrides:
+        values["rope_dim"] = cfg.rope_dim * values["head_dim"] // cfg.head_dim
+    if "mm_layers" not in overrides:
+        # All-per-stream families (7B) stay so at any depth; others keep their count, capped.
+        all_mm = cfg.mm_layers == cfg.num_layers
+        values["mm_layers"] = values["num_layers"] if all_mm else min(cfg.mm_layers, values["num_layers"])
     if "window_method" in overrides:
         values["window_method"] = tuple(overrides["window_method"])
     return DiTConfig(**values)

@@ -18,12 +18,17 @@ from torch.nn import functional as F
 from ..attention import AttentionBackend, resolve_backend
 from ..config import DiTConfig
 from ..ops import Linear, RMSNorm
-from .blocks import BlockContext, MMDiTBlock, modulate
+from .blocks import BlockContext, MMDiTBlock, TokenLayout, modulate_
 from .window_attention import build_window_plan
 
 
 class BlockObserver(Protocol):
-    """Called around every block of a forward pass (block swapping, cancellation, profiling)."""
+    """Called around every block of a forward pass (block swapping, cancellation, profiling).
+
+    Observers may also define `begin_forward()` and `end_forward(failed: bool)`: called, when present,
+    at the start of every forward and at its end, even when it raised (`failed`), so that state kept
+    across blocks (weights in flight, events) is reset before the model is used again.
+    """
 
     def before_block(self, index: int, block: nn.Module) -> None: ...
 
@@ -132,7 +137,23 @@ class NaDiT(nn.Module):
     def _backend(self, device: torch.device) -> AttentionBackend:
         return resolve_backend(self.attention, device)
 
+    def _notify(self, event: str, *args) -> None:
+        for observer in list(self.observers):
+            hook = getattr(observer, event, None)  # optional events (see BlockObserver)
+            if hook is not None:
+                hook(*args)
+
     def forward(self, vid, txt, vid_shape, txt_shape, timestep) -> torch.Tensor:
+        failed = True
+        try:
+            self._notify("begin_forward")
+            out = self._forward(vid, txt, vid_shape, txt_shape, timestep)
+            failed = False
+        finally:
+            self._notify("end_forward", failed)
+        return out
+
+    def _forward(self, vid, txt, vid_shape, txt_shape, timestep) -> torch.Tensor:
         shapes, txt_lens = self._check_shapes(vid, txt, vid_shape, txt_shape)
         cfg, dtype, device = self.config, self.compute_dtype, vid.device
         _, ph, pw = cfg.patch_size
@@ -142,23 +163,25 @@ class NaDiT(nn.Module):
         emb = self.emb_in(timestep.to(device).reshape(-1), dtype)  # (b, 6d)
         ctx = BlockContext(
             emb=emb.view(len(shapes), cfg.vid_dim, 2, 3),
-            vid_lens=[t * h * w for t, h, w in grids],
-            txt_lens=txt_lens,
+            layout=TokenLayout.of([t * h * w for t, h, w in grids], txt_lens),
             plans={s: build_window_plan(cfg, grids, txt_lens, s, device) for s in (False, True)},
             backend=self._backend(device),
             bf16_qkv=self.emulate_bf16_attention,
         )
+        x = torch.cat([vid_h, txt_h])  # packed hidden state [video ; text] (N, d)
+        del vid_h, txt_h
         for i, block in enumerate(self.blocks):
             for observer in self.observers:
                 observer.before_block(i, block)
-            vid_h, txt_h = block(vid_h, txt_h, ctx)
+            x = block(x, ctx)
             for observer in self.observers:
                 observer.after_block(i, block)
+        vid_h = x[: ctx.layout.n_vid]
         if cfg.vid_out_norm:
             # Official quirk (FACTS.md 3.1, 8.1): the output modulation reuses the blocks' "attn"
             # slice of the timestep embedding (a cache-key collision in the reference code).
             e = ctx.emb[:, :, 0].float()  # (b, d, 3): shift, scale, gate of the attn layer
             shift = e[..., 0] + self.vid_out_ada.out_shift.float()
             scale = e[..., 1] + self.vid_out_ada.out_scale.float()
-            vid_h = modulate(self.vid_out_norm(vid_h), ctx.vid_lens, shift, scale)
+            vid_h = modulate_(self.vid_out_norm(vid_h), [(ctx.layout.vid, (shift, scale, None))])
         return self._unpatch(self.vid_out.proj(vid_h), shapes).to(vid.dtype)

@@ -62,15 +62,16 @@ def rotation(angles: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of the first 2*rot.shape[-1] dims of x (..., L, heads, D) in float32.
+def apply_rope_(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate, in place, interleaved pairs of the first 2*rot.shape[-1] dims of x (..., L, heads, D).
 
-    rot: complex (L, pairs). Returns a tensor of x's dtype.
+    rot: complex64 (L, pairs). The rotation is computed in float32 whatever x's dtype.
     """
     pairs = rot.shape[-1]
-    head = x[..., : 2 * pairs].float().reshape(*x.shape[:-1], pairs, 2)
-    turned = torch.view_as_real(torch.view_as_complex(head) * rot[:, None, :])
-    turned = turned.flatten(-2).to(x.dtype)
-    if 2 * pairs == x.shape[-1]:
-        return turned
-    return torch.cat([turned, x[..., 2 * pairs :]], dim=-1)
+    head = x[..., : 2 * pairs].unflatten(-1, (pairs, 2))
+    if x.dtype == torch.float32:
+        torch.view_as_complex(head).mul_(rot[:, None, :])
+    else:
+        turned = torch.view_as_complex(head.float()) * rot[:, None, :]
+        head.copy_(torch.view_as_real(turned))
+    return x

@@ -17,7 +17,7 @@ import torch
 
 from ..attention import AttentionBackend, dense_attention, varlen_attention
 from ..config import DiTConfig
-from .rope import apply_rope, rotation, window_angles
+from .rope import apply_rope_, rotation, window_angles
 from .windows import partition_windows
 
 
@@ -27,6 +27,7 @@ class WindowGroup:
     vid_len: int
     index: torch.Tensor  # (G, vid_len + txt_len) rows into the packed [video ; text] token array
     rot: torch.Tensor | None  # complex (vid_len + txt_len, pairs), or None without RoPE
+    txt_rows: torch.Tensor | None = None  # (txt_len,) text rows when every window has the same text
 
 
 @dataclass
@@ -67,7 +68,10 @@ def build_window_plan(
     for (shape, txt_len), rows in buckets.items():
         rot = rotation(window_angles(cfg, shape, txt_len)).to(device) if rope else None
         vid_len = shape[0] * shape[1] * shape[2]
-        groups.append(WindowGroup(shape, vid_len, torch.stack(rows).to(device), rot))
+        index = torch.stack(rows)
+        txt = index[:, vid_len:]
+        same_text = bool((txt == txt[:1]).all())
+        groups.append(WindowGroup(shape, vid_len, index.to(device), rot, txt[0].to(device) if same_text else None))
     plan = WindowPlan(groups, n_vid, n_txt, txt_windows.view(-1, 1, 1).to(device))
     lens = torch.tensor([g.index.shape[1] for g in groups for _ in range(g.index.shape[0])], dtype=torch.int32)
     plan.cu_seqlens = torch.nn.functional.pad(lens.cumsum(0, dtype=torch.int32), (1, 0)).to(device)
@@ -77,10 +81,11 @@ def build_window_plan(
 
 def window_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """q, k, v (n_vid + n_txt, H, D), normalised, not yet rotated -> video (n_vid, H, D), text (n_txt, H, D)."""
+) -> torch.Tensor:
+    """Packed q, k, v (n_vid + n_txt, H, D), normalised, not yet rotated -> packed output (n_vid + n_txt, H, D)."""
     heads, dim = q.shape[1:]
-    vid_out = q.new_empty(plan.n_vid, heads, dim)
+    out_all = q.new_empty(plan.n_vid + plan.n_txt, heads, dim)
+    vid_out = out_all[: plan.n_vid]
     txt_sum = torch.zeros(plan.n_txt, heads, dim, device=q.device, dtype=torch.float32)
     if backend.varlen:
         outputs = _varlen_groups(q, k, v, plan, backend, bf16_qkv)
@@ -89,14 +94,20 @@ def window_attention(
     for group, out in zip(plan.groups, outputs):  # out: (G, L, H, D)
         vid_rows = group.index[:, : group.vid_len].reshape(-1)
         vid_out.index_copy_(0, vid_rows, out[:, : group.vid_len].reshape(-1, heads, dim).to(vid_out.dtype))
-        txt_rows = group.index[:, group.vid_len :].reshape(-1) - plan.n_vid
-        txt_sum.index_add_(0, txt_rows, out[:, group.vid_len :].reshape(-1, heads, dim).float())
-    return vid_out, (txt_sum / plan.txt_windows).to(q.dtype)
+        txt_out = out[:, group.vid_len :].float()  # (G, txt_len, H, D)
+        if group.txt_rows is not None:  # one sample's text in every window: a plain sum
+            txt_sum[group.txt_rows - plan.n_vid] += txt_out.sum(0)
+        else:
+            txt_rows = group.index[:, group.vid_len :].reshape(-1) - plan.n_vid
+            txt_sum.index_add_(0, txt_rows, txt_out.reshape(-1, heads, dim))
+    torch.div(txt_sum, plan.txt_windows, out=txt_sum)
+    out_all[plan.n_vid :] = txt_sum
+    return out_all
 
 
 def _gather_rotated(x: torch.Tensor, group: WindowGroup, rotate: bool) -> torch.Tensor:
-    xg = x[group.index]  # (G, L, H, D)
-    return apply_rope(xg, group.rot) if rotate and group.rot is not None else xg
+    xg = x[group.index]  # (G, L, H, D), a fresh tensor: safe to rotate in place
+    return apply_rope_(xg, group.rot) if rotate and group.rot is not None else xg
 
 
 def _dense_group(q, k, v, group: WindowGroup, bf16_qkv: bool) -> torch.Tensor:

@@ -59,16 +59,25 @@ class VideoAutoencoder(nn.Module):
 
         noise: the posterior eps of the latent's shape (None: the posterior mean).
         """
+        if noise is not None:  # refuse a wrong eps before spending the encode on it
+            b, t, h, w = self._check_video(video)
+            cfg, s = self.config, self.config.spatial_downsample_factor
+            shape = (b, cfg.latent_channels, (t - 1) // cfg.temporal_downsample_factor + 1, h // s, w // s)
+            if tuple(noise.shape) != shape:
+                raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
+        moments = self.encode_moments(video, tiling=tiling, progress=progress)
+        return sample_posterior(moments, noise, self.config, self.compute_dtype)
+
+    def encode_moments(self, video: torch.Tensor, *, tiling: VAETiling | None = None,
+                       progress: Progress | None = None) -> torch.Tensor:
+        """video (B, 3, T=4n+1, H, W) in [-1, 1] -> posterior [mean | log-variance] (B, 32, n+1, H/8, W/8),
+        compute dtype; `sample_posterior` turns it into the latent `encode` returns."""
         cfg = self.config
         b, t, h, w = self._check_video(video)
-        s = cfg.spatial_downsample_factor
-        shape = (b, cfg.latent_channels, (t - 1) // cfg.temporal_downsample_factor + 1, h // s, w // s)
-        if noise is not None and tuple(noise.shape) != shape:
-            raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
         tiling = self._tiling(tiling, "encode", (b, t, h, w))
         x = video.to(self.device, self.compute_dtype)
-        moments = self._run(self.program("encode"), x, shape[2], tiling, progress, encode=True)
-        return self._sample(moments, noise)
+        return self._run(self.program("encode"), x, (t - 1) // cfg.temporal_downsample_factor + 1, tiling, progress,
+                         encode=True)
 
     def decode(self, latent: torch.Tensor, *, tiling: VAETiling | None = None,
                progress: Progress | None = None) -> torch.Tensor:
@@ -115,14 +124,19 @@ class VideoAutoencoder(nn.Module):
         plan = frame_plan(tiling.tile_size, self.config.block_out_channels[0])
         return run_chunks(self, steps, x, latent_frames, tiling, plan, progress, encode)
 
-    def _sample(self, moments: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        cfg = self.config
-        mean, logvar = moments.float().chunk(2, dim=1)
-        z = mean
-        if noise is not None:
-            std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
-            z = mean + std * noise.to(mean.device, torch.float32)
-        return ((z - cfg.shifting_factor) * cfg.scaling_factor).to(self.compute_dtype)
+
+def sample_posterior(moments: torch.Tensor, noise: torch.Tensor | None, config: VAEConfig,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Moments (B, 32, t, h, w) from `encode_moments` and eps of the latent's shape (None: the mean) ->
+    scaled latent (B, 16, t, h, w) in `dtype`, computed on the moments' device."""
+    mean, logvar = moments.float().chunk(2, dim=1)
+    if noise is not None and tuple(noise.shape) != tuple(mean.shape):
+        raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {tuple(mean.shape)}")
+    z = mean
+    if noise is not None:
+        std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
+        z = mean + std * noise.to(mean.device, torch.float32)
+    return ((z - config.shifting_factor) * config.scaling_factor).to(dtype)
 
 
 def run_chunks(vae: VideoAutoencoder, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, plan,

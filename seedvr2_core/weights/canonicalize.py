@@ -45,11 +45,20 @@ class CanonicalSource:
     def __contains__(self, key: str) -> bool:
         return key in self._raw
 
+    def raw_key(self, key: str) -> str:
+        """The name `key` has in the underlying file."""
+        return self._raw[key]
+
     def shape(self, key: str) -> tuple[int, ...]:
         return tuple(self.source.shape(self._raw[key]))
 
     def dtype(self, key: str) -> torch.dtype:
         return self.source.dtype(self._raw[key])
+
+    def quant_type(self, key: str) -> str | None:
+        """GGML block format of a quantised tensor (GGUF files), None for plain tensors."""
+        quant_type = getattr(self.source, "quant_type", None)
+        return quant_type(self._raw[key]) if quant_type else None
 
     def get(self, key: str, device="cpu", dtype=None) -> torch.Tensor:
         return self.source.get(self._raw[key], device, dtype)

@@ -1,4 +1,9 @@
-"""Strict, one-tensor-at-a-time loading of a reader into a module built on the meta device."""
+"""Strict, one-tensor-at-a-time loading of a reader into a module built on the meta device.
+
+Storage policy: fp8 and GGML block-quantised matrices stay in their stored form in memory and are
+up-cast / decoded one layer at a time when used (`ops.cast_weight`); other float matrices take the
+compute dtype; vectors (biases, norm weights, modulation offsets) are held in float32.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,32 @@ from torch import nn
 
 from ..errors import StateDictMismatchError
 
-# dtype_for(key, stored dtype, ndim) -> dtype to hold the tensor in (None: keep the stored dtype)
-DtypePolicy = Callable[[str, torch.dtype, int], "torch.dtype | None"]
+# dtype_for(key, stored, ndim) -> dtype to hold the tensor in (None: keep it as stored). `stored` is
+# the stored torch dtype, or the GGML block format name ("Q4_K", ...) of a block-quantised tensor.
+DtypePolicy = Callable[[str, "torch.dtype | str", int], "torch.dtype | None"]
+
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 def compute_dtype_policy(dtype: torch.dtype) -> DtypePolicy:
-    """Matrices in `dtype`; vectors (biases, norm weights, modulation offsets) in float32."""
+    """fp8 / quantised matrices as stored, other float matrices in `dtype`, vectors in float32."""
 
-    def policy(key: str, stored: torch.dtype, ndim: int) -> torch.dtype | None:
+    def policy(key: str, stored: torch.dtype | str, ndim: int) -> torch.dtype | None:
+        if isinstance(stored, str):
+            return torch.float32 if ndim <= 1 else None
         if not stored.is_floating_point:
             return None
-        return torch.float32 if ndim <= 1 else dtype
+        if ndim <= 1:
+            return torch.float32
+        return None if stored in FP8_DTYPES else dtype
 
     return policy
+
+
+def stored_kind(source, key: str) -> torch.dtype | str:
+    """What a DtypePolicy sees as `stored`: the block format name of a quantised tensor, else its dtype."""
+    quant_type = getattr(source, "quant_type", None)
+    return (quant_type(key) if quant_type else None) or source.dtype(key)
 
 
 def _listing(items: list[str], limit: int = 12) -> str:
@@ -82,7 +100,6 @@ def materialize(
         if key in recomputed:
             tensor = recomputed[key].to(device)
         else:
-            stored = source.dtype(key)
-            tensor = source.get(key, device, dtype_for(key, stored, meta.ndim))
+            tensor = source.get(key, device, dtype_for(key, stored_kind(source, key), meta.ndim))
         _assign(module, key, tensor)
     return module.requires_grad_(False).eval()

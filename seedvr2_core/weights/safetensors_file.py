@@ -142,3 +142,38 @@ class SafetensorsFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+DTYPE_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    specs: dict[str, tuple[torch.dtype, tuple[int, ...]]],
+    produce,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write tensors one at a time: `specs` name -> (dtype, shape), `produce(name)` -> that tensor.
+
+    Memory stays at one tensor however large the file; the file appears under its name only when
+    complete (written to `path + ".part"`, then renamed).
+    """
+    path = os.fspath(path)
+    header: dict[str, object] = {"__metadata__": dict(metadata or {})} if metadata else {}
+    offset = 0
+    for name, (dtype, shape) in specs.items():
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # keep tensor data 8-byte aligned
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for name, (dtype, shape) in specs.items():
+            tensor = produce(name).to("cpu", dtype).contiguous()
+            if tuple(tensor.shape) != tuple(shape):
+                raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)}, declared {tuple(shape)}")
+            f.write(memoryview(tensor.view(-1).view(torch.uint8).numpy()))
+    os.replace(tmp, path)

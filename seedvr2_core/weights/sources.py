@@ -54,6 +54,8 @@ def open_source(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> Canon
         return CanonicalSource(SafetensorsFile(path))
     if fmt == "torch":
         return CanonicalSource(TorchFile(path))
-    from .gguf_file import GGUFFile  # optional dependency `gguf`, imported only when needed
-
+    try:
+        from .gguf_file import GGUFFile  # needs the `gguf` package, imported only for .gguf files
+    except ImportError as e:
+        raise CheckpointError(f"reading {path} needs the `gguf` package ({e}): pip install gguf") from None
     return CanonicalSource(GGUFFile(path))

@@ -1,0 +1,104 @@
+"""DiT forward efficiency on CPU: achieved FLOP/s over a plain matmul's, and time outside kernels.
+
+Builds the real SeedVR2-3B (or 7B) width and depth with random weights directly in memory (no file),
+runs one forward at a small latent (default 5 latent frames of 16x16, the official 58 text tokens),
+and prints, from the same run:
+  * FLOP/s of the forward (FLOPs counted by torch.utils.flop_counter) over the FLOP/s of one plain
+    torch.matmul with the largest linear's shape at the same token count;
+  * the share of profiled CPU time spent outside matmul and attention kernels.
+Usage: python benchmarks/dit_forward.py [--variant seedvr2-3b] [--dtype float32|bfloat16] [--frames 5 --size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seedvr2_core import NaDiT, load_dit, make_dit_config  # noqa: E402
+from seedvr2_core.random_weights import random_state_dict  # noqa: E402
+
+KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+           "aten::_flash_attention_forward", "aten::_efficient_attention_forward")
+
+
+def build(variant: str, dtype: torch.dtype) -> NaDiT:
+    with torch.device("meta"):
+        meta = NaDiT(make_dit_config(variant))
+    return load_dit(random_state_dict(meta, seed=0, dtype=dtype), dtype=dtype)
+
+
+def inputs(model: NaDiT, frames: int, size: int, txt_len: int, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(0)
+    cfg = model.config
+    vid = torch.randn(frames * size * size, cfg.vid_in_channels, generator=g, dtype=torch.float32)
+    txt = torch.randn(txt_len, cfg.txt_in_dim, generator=g)
+    return (vid.to(dtype), txt.to(dtype), torch.tensor([[frames, size, size]]), torch.tensor([[txt_len]]),
+            torch.tensor([1000.0]))
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="seedvr2-3b")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--frames", type=int, default=5)
+    ap.add_argument("--size", type=int, default=16, help="latent height = width (pre-patch)")
+    ap.add_argument("--txt", type=int, default=58)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+
+    model = build(args.variant, dtype)
+    x = inputs(model, args.frames, args.size, args.txt, dtype)
+    cfg = model.config
+    tokens = args.frames * (args.size // 2) ** 2
+    with torch.inference_mode():
+        model(*x)  # warm-up (plans, allocator)
+        with FlopCounterMode(display=False) as counter:
+            model(*x)
+        flops = counter.get_total_flops()
+        a = torch.randn(tokens, cfg.vid_dim, dtype=dtype)
+        w = torch.randn(cfg.vid_dim, cfg.mlp_hidden_dim, dtype=dtype)
+        mm_flops = 2 * tokens * cfg.vid_dim * cfg.mlp_hidden_dim
+        # Interleave the two measurements so machine noise hits both alike.
+        fwd, mm = [], []
+        for _ in range(args.repeats):
+            fwd.append(timed(lambda: model(*x), 1))
+            mm.append(timed(lambda: torch.matmul(a, w), 5))
+        t_fwd, t_mm = statistics.median(fwd), statistics.median(mm)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(*x)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    kernel = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in KERNELS)
+    fwd_rate, mm_rate = flops / t_fwd, mm_flops / t_mm
+    print(f"{args.variant} {args.dtype}: {args.frames}x{args.size}x{args.size} latent ({tokens} video + {args.txt} text tokens), "
+          f"{torch.get_num_threads()} threads")
+    print(f"  forward  {flops / 1e9:8.1f} GFLOP in {t_fwd * 1e3:7.1f} ms = {fwd_rate / 1e9:6.1f} GFLOP/s")
+    print(f"  matmul   ({tokens}x{cfg.vid_dim}) @ ({cfg.vid_dim}x{cfg.mlp_hidden_dim}): {mm_rate / 1e9:6.1f} GFLOP/s")
+    print(f"  ratio forward / matmul FLOP/s: {fwd_rate / mm_rate:.3f}")
+    print(f"  time outside matmul and attention kernels: {1 - kernel / total:.1%}")
+    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]
+    for e in top:
+        print(f"    {e.key:55s} {e.self_cpu_time_total / total:6.1%}  x{e.count}")
+
+
+if __name__ == "__main__":
+    main()
