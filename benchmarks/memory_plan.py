@@ -158,7 +158,7 @@ def child_rss(args) -> None:
     import gc
     import json
 
-    from seedvr2_core.vae.kernels import release_free_memory
+    from seedvr2_core.vae.tensors import release_free_memory
 
     dtype = getattr(torch, args.dtype)
     dit, vae = make_dit(args.variant, args.layers, dtype), make_vae(dtype)

@@ -33,13 +33,21 @@ def check_batching(batch_size: int, overlap: int) -> None:
         raise InputError(f"overlap must lie in [0, batch size - 1] = [0, {batch_size - 1}], got {overlap}")
 
 
-def temporal_batches(frames: Iterable[T], batch_size: int, overlap: int = 0) -> Iterator[TemporalBatch[T]]:
-    """Batches over `frames` read lazily: at most batch_size + 1 frames are held at a time."""
+def temporal_batches(
+    frames: Iterable[T], batch_size: int, overlap: int = 0, start: int = 0, first_overlap: int = 0
+) -> Iterator[TemporalBatch[T]]:
+    """Batches over `frames` read lazily: at most batch_size + 1 frames are held at a time.
+
+    To continue a stream, pass the frames from video index `start` on and, as `first_overlap`, how many of
+    them a previous batch shared (and restored already): the batches are then those of the whole stream.
+    """
     check_batching(batch_size, overlap)
+    if not 0 <= first_overlap <= overlap or start < 0:
+        raise InputError(f"cannot continue at frame {start} with {first_overlap} shared frames (overlap {overlap})")
     it = iter(frames)
     pending = next(it, None)
     batch: list[T] = []
-    start, shared = 0, 0
+    shared = first_overlap
     while pending is not None:
         while len(batch) < batch_size and pending is not None:
             batch.append(pending)
@@ -60,8 +68,8 @@ def blend_weights(overlap: int) -> torch.Tensor:
 class Crossfader:
     """Turns restored batches (frames first) into the final frame sequence, blending the overlaps."""
 
-    def __init__(self) -> None:
-        self.tail: torch.Tensor | None = None  # last batch's frames held back for blending
+    def __init__(self, tail: torch.Tensor | None = None) -> None:
+        self.tail = tail  # last batch's frames held back for blending (a saved tail continues a stream)
 
     def push(self, frames: torch.Tensor, overlap: int, hold: int) -> torch.Tensor:
         """frames (n, ...) of a batch whose first `overlap` are shared with the previous batch; returns

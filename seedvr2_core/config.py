@@ -205,14 +205,17 @@ class VAEConfig:
         for kind, types in (("down", self.down_block_types), ("up", self.up_block_types)):
             if len(types) != n or any(t != VAE_BLOCK_TYPES[kind] for t in types):
                 raise ConfigError(
-                    f"{kind}_block_types {list(types)} must be {n} x {VAE_BLOCK_TYPES[kind]!r} (one per block_out_channels)"
+                    f"{kind}_block_types {list(types)} must be {n} x {VAE_BLOCK_TYPES[kind]!r} "
+                    "(one per block_out_channels)"
                 )
         if not 0 <= self.temporal_scale_num <= n - 1:
             raise ConfigError(f"temporal_scale_num {self.temporal_scale_num} must lie in [0, {n - 1}]")
         if self.spatial_downsample_factor != 2 ** (n - 1):
             raise ConfigError(f"spatial_downsample_factor must be 2**{n - 1} = {2 ** (n - 1)} for {n} blocks")
         if self.temporal_downsample_factor != 2**self.temporal_scale_num:
-            raise ConfigError(f"temporal_downsample_factor must be 2**temporal_scale_num = {2**self.temporal_scale_num}")
+            raise ConfigError(
+                f"temporal_downsample_factor must be 2**temporal_scale_num = {2**self.temporal_scale_num}"
+            )
         if self.use_quant_conv or self.use_post_quant_conv:
             raise ConfigError("use_quant_conv / use_post_quant_conv are not supported (the SeedVR2 VAE has neither)")
         if self.inflation_mode not in VAE_INFLATION_MODES:

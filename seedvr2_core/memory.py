@@ -31,6 +31,7 @@ from .dit.rope import rotated_dims
 from .dit.windows import partition_windows
 from .offload import ALIGN
 from .residency import tensor_groups
+from .vae.cost import RUNTIME_BYTES as VAE_RUNTIME_BYTES
 from .vae.cost import estimate as vae_estimate
 from .vae.tiling import VAETiling
 
@@ -233,7 +234,8 @@ def vae_working_set(vae, op: str, frames: int, height: int, width: int, tiling: 
     latent = 16 * lt * lh * lw * 4  # float32 latent as the pipeline holds it
     scratch = VAE_SCRATCH.get(device, max(VAE_SCRATCH.values()))
     size = (1, frames, height, width) if op == "encode" else (1, lt, lh, lw)
-    _, peak = vae_estimate(vae, op, size, tiling, dtype, scratch)
+    # The VAE's own estimate adds the CPU runtime's resident kernels (RSS); a device allocator has none.
+    peak = vae_estimate(vae, op, size, tiling, dtype, scratch).peak_bytes - VAE_RUNTIME_BYTES
     if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
         # vae/cost.py costs one tile; the blended output is whole, and each tile is blended in float32.
         out = 2 * latent * elem // 4 if op == "encode" else 3 * frames * height * width * elem

@@ -37,7 +37,7 @@ from .memory import (
 )
 from .memory_options import ALL, AUTO, MemoryOptions, format_bytes
 from .sizing import padded_frame_count
-from .vae.memory import TILE_SIZES
+from .vae.cost import TILE_SIZES
 from .vae.tiling import VAETiling
 
 LIGHTER = 0.85  # after an out-of-memory error, the failed phase's new estimate must be at most this share

@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -21,20 +21,27 @@ from einops import rearrange
 
 from . import host
 from .batching import Crossfader, TemporalBatch, check_batching, temporal_batches
-from .color import color_fix
 from .errors import InputError
 from .noise import SeededNoise
-from .runtime import Runtime, decode_batch, encode_batch, sample_batch  # noqa: F401 (the phase functions live there)
+from .phases import (  # noqa: F401 (re-exported: the node graph's stages and the tests use them from here)
+    NoiseSource,
+    StageProgress,
+    TileProgress,
+    condition_latent,
+    decode_batch,
+    encode_batch,
+    encode_moments_batch,
+    fix_colors,
+    sample_batch,
+    tile_progress,
+)
+from .runtime import Runtime
 from .sizing import SizePlan, SizeRequest, plan_size
 from .transforms import frames_to_model, frames_to_unit, model_to_frames, pad_frames_4n1
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_SEED = 666
-
-
-class NoiseSource(Protocol):
-    def draw(self, keys: list[int], shape: tuple[int, int, int], stream: str) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,19 @@ class RestoreOptions:
 
     def __post_init__(self) -> None:
         check_batching(self.batch_size, self.overlap)
+
+
+@dataclass
+class StreamState:
+    """Where a restoration stream stands, kept current by `restore_stream` before each chunk it yields.
+
+    Frames before `next_frame` are final. `tail` (overlap, 3, Hp, Wp) float32 holds the last batch's
+    restored copies of the frames from `next_frame` on, which the next batch blends with. Saved and given
+    back with the input from `next_frame` on, it continues the stream exactly (noise is keyed by position).
+    """
+
+    next_frame: int = 0
+    tail: torch.Tensor | None = None
 
 
 def as_frame_tensor(frames) -> torch.Tensor:
@@ -73,6 +93,7 @@ class BatchRestorer:
     plan: SizePlan
     options: RestoreOptions
     noise: NoiseSource
+    stages: StageProgress | None = None  # stages("encode" | "decode", tiles_done, tiles_total)
     runtime: Runtime | None = None  # None: the models run where they are, without a memory plan
 
     def __post_init__(self) -> None:
@@ -84,15 +105,14 @@ class BatchRestorer:
         video = frames_to_model(as_frame_tensor(batch.frames), self.plan)  # (3, n, Hp, Wp)
         n = video.shape[1]
         self.runtime.where = f"of frames {batch.start}-{batch.start + n - 1}"
-        cond = self.runtime.encode(pad_frames_4n1(video), batch.start, self.noise)
+        cond = self.runtime.encode(pad_frames_4n1(video), batch.start, self.noise, tile_progress(self.stages, "encode"))
         host.check_interrupt()
         x0 = self.runtime.sample(cond, batch.start, self.noise, self.text)
         del cond
         host.check_interrupt()
-        restored = self.runtime.decode(x0, n)
+        restored = self.runtime.decode(x0, n, tile_progress(self.stages, "decode"))
         del x0
-        reference = rearrange(video, "c t h w -> t c h w")
-        return color_fix(restored, reference, self.options.color_fix, out=restored)
+        return fix_colors(restored, video, self.options.color_fix)
 
 
 def restore_stream(
@@ -104,16 +124,22 @@ def restore_stream(
     noise: NoiseSource | None = None,
     output_dtype: torch.dtype = torch.uint8,
     progress: Callable[[int], None] | None = None,
+    state: StreamState | None = None,
+    stages: StageProgress | None = None,
     runtime: Runtime | None = None,
 ) -> Iterator[torch.Tensor]:
     """Frames (each (H, W, 3) or (3, H, W), uint8 or float [0, 1]) -> chunks of restored frames
     (n, h, w, 3) in `output_dtype` (uint8, or float in [0, 1]), in order, each frame exactly once.
 
-    `progress(frames_done)` is called after each batch. Cancellation is checked between stages.
+    `progress(frames_done)` is called after each batch, `stages(stage, tiles_done, tiles_total)` after each
+    VAE tile ("encode" / "decode"). Cancellation is checked between stages.
+    `state`, if given, is updated before each chunk is yielded; a saved state continues a stream: pass the
+    frames from `state.next_frame` on.
     `runtime`: runs the phases under a memory plan (its preflight runs before the first batch and may
     lower the batch size); None runs the models where they are.
     """
     noise = noise or SeededNoise(options.seed)
+    state = state if state is not None else StreamState()
     runtime = runtime or Runtime(dit, vae)
     stream = iter(frames)
     first = next(stream, None)
@@ -122,20 +148,24 @@ def restore_stream(
     height, width = frames_to_unit(as_frame_tensor([first])).shape[-2:]
     plan = plan_size(options.size, int(height), int(width))
     log.info("SeedVR2 size plan: %s", plan.describe())
+    shared = 0 if state.tail is None else len(state.tail)
     memory = runtime.prepare(*plan.padded_hw, options.batch_size, len(text), options.color_fix, options.overlap)
     if memory is not None and memory.batch_frames != options.batch_size:
         batch = memory.batch_frames
+        if shared > batch - 1:
+            raise InputError(f"the memory plan allows batches of {batch} frames, too few to continue a run saved "
+                             f"with {shared} overlapping frames: resume with the budget of the first run")
         options = dataclasses.replace(options, batch_size=batch, overlap=min(options.overlap, batch - 1))
-    restorer = BatchRestorer(dit, vae, text, plan, options, noise, runtime)
-    fader = Crossfader()
-    done = 0
-    for batch in temporal_batches(itertools.chain([first], stream), options.batch_size, options.overlap):
+    restorer = BatchRestorer(dit, vae, text, plan, options, noise, stages, runtime)
+    fader = Crossfader(state.tail)
+    frames = itertools.chain([first], stream)
+    for batch in temporal_batches(frames, options.batch_size, options.overlap, state.next_frame, shared):
         host.check_interrupt()
         restored = restorer(batch)
         final = fader.push(restored, batch.overlap, 0 if batch.is_last else options.overlap)
-        done += len(final)
+        state.next_frame, state.tail = batch.start + len(final), fader.tail
         if progress is not None:
-            progress(done)
+            progress(state.next_frame)
         yield model_to_frames(final, restorer.plan, "tchw", output_dtype)
 
 

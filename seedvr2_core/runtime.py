@@ -14,17 +14,15 @@ import logging
 from typing import Callable, TypeVar
 
 import torch
-from einops import rearrange
 
 from . import host
 from .errors import MemoryPlanError
 from .memory import dit_weights, module_bytes
 from .memory_options import MemoryOptions, format_bytes
 from .memory_plan import MemoryPlan, PlanModels, PlanSearch, Target, Workload, lighter_plan
-from .noise import latent_frame_keys
 from .offload import BlockSwapper
+from .phases import TileProgress, decode_batch, encode_batch, sample_batch
 from .residency import ModuleResidency, resolve_device, same_device, tensor_groups
-from .sampler import one_step
 from .vae.tiling import VAETiling
 
 log = logging.getLogger(__name__)
@@ -33,29 +31,6 @@ R = TypeVar("R")
 PHASES = {"encode": "encode", "sample": "DiT step", "decode": "decode"}
 FREE_HEADROOM = 0.9  # of the free memory: the allocator's fragmentation and what no estimate sees
 HOST = torch.device("cpu")
-
-
-def encode_batch(vae, video: torch.Tensor, start: int, noise, tiling: VAETiling | None = None) -> torch.Tensor:
-    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> condition latent (T', H/8, W/8, 16), float32."""
-    latent_frames = (video.shape[1] - 1) // 4 + 1
-    keys = latent_frame_keys(start, latent_frames)
-    h, w = video.shape[2] // 8, video.shape[3] // 8
-    eps = rearrange(noise.draw(keys, (16, h, w), "posterior"), "t c h w -> 1 c t h w")
-    latent = vae.encode(video[None], noise=eps, tiling=tiling)  # (1, 16, T', h, w)
-    return rearrange(latent[0], "c t h w -> t h w c").float()
-
-
-def sample_batch(dit, cond: torch.Tensor, start: int, noise, text: torch.Tensor,
-                 device: torch.device | None = None) -> torch.Tensor:
-    """Condition latent (T', h, w, 16) -> restored latent x_0 (T', h, w, 16), float32, on `device`."""
-    x_t = noise.draw(latent_frame_keys(start, cond.shape[0]), tuple(cond.shape[1:]), "noise")
-    return one_step(dit, [cond], [x_t], text, device)[0]
-
-
-def decode_batch(vae, x0: torch.Tensor, frames: int, tiling: VAETiling | None = None) -> torch.Tensor:
-    """Restored latent (T', h, w, 16) -> the batch's first `frames` frames (frames, 3, H, W) in [-1, 1]."""
-    video = vae.decode(rearrange(x0, "t h w c -> 1 c t h w"), tiling=tiling)[0]  # (3, T, H, W)
-    return rearrange(video[:, :frames], "c t h w -> t c h w")
 
 
 def _device_of(module) -> torch.device:
@@ -77,7 +52,7 @@ class Runtime:
     def __init__(self, dit, vae, device: torch.device | str | None = None, memory: MemoryOptions | None = None):
         self.dit, self.vae, self.memory = dit, vae, memory
         self.device = resolve_device(device) if device is not None else (
-            host.default_device() if memory is not None else _device_of(dit))
+            host.compute_device() if memory is not None else _device_of(dit))
         kind = "auto" if memory is None else memory.device_memory
         self.separate = self.device.type not in ("cpu", "mps") if kind == "auto" else kind == "separate"
         self.plan: MemoryPlan | None = None
@@ -104,7 +79,7 @@ class Runtime:
         if self.memory.budget is None:
             # Inside ComfyUI, first ask it to make room for the fastest plan (it unloads other models).
             unlimited = PlanSearch(models, work, Target(self.device.type, self.separate, 1 << 62))
-            host.make_room(next(unlimited.plan(*k) for k in unlimited.candidates(self.memory, frames)).peak, self.device)
+            host.request_memory(next(unlimited.plan(*k) for k in unlimited.candidates(self.memory, frames)).peak, self.device)
         budget, source = self._budget()
         self._search = PlanSearch(models, work, Target(self.device.type, self.separate, budget, source))
         plan = self._search.first_fit(self.memory, frames)
@@ -123,7 +98,7 @@ class Runtime:
     def _budget(self) -> tuple[int, str]:
         if self.memory.budget is not None:
             return self.memory.budget, "given"
-        free = host.free_memory(self.device)
+        free = host.free_bytes(self.device)
         if free is None:
             raise MemoryPlanError(f"the free memory of {self.device} is unknown: give a budget (--vram-budget 8GiB)")
         ours = _bytes_on(self.dit, self.device) + _bytes_on(self.vae, self.device)
@@ -201,17 +176,17 @@ class Runtime:
     def _tiling(self) -> VAETiling | None:
         return None if self.plan is None else self.plan.vae_tiling
 
-    def encode(self, video: torch.Tensor, start: int, noise) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, start: int, noise, progress: TileProgress | None = None) -> torch.Tensor:
         """video (3, T = 4n+1, H, W) in [-1, 1] -> condition latent (T', H/8, W/8, 16), float32, on the device."""
-        return self._run("encode", lambda: encode_batch(self.vae, video, start, noise, self._tiling()))
+        return self._run("encode", lambda: encode_batch(self.vae, video, start, noise, progress, self._tiling()))
 
     def sample(self, cond: torch.Tensor, start: int, noise, text: torch.Tensor) -> torch.Tensor:
         """Condition latent (T', h, w, 16) -> restored latent x_0 (T', h, w, 16), float32, on the device."""
         return self._run("sample", lambda: sample_batch(self.dit, cond, start, noise, text, self.device))
 
-    def decode(self, x0: torch.Tensor, frames: int) -> torch.Tensor:
+    def decode(self, x0: torch.Tensor, frames: int, progress: TileProgress | None = None) -> torch.Tensor:
         """Restored latent -> the first `frames` frames (frames, 3, H, W) in [-1, 1], float32, in host memory."""
-        return self._run("decode", lambda: decode_batch(self.vae, x0, frames, self._tiling()).cpu().float())
+        return self._run("decode", lambda: decode_batch(self.vae, x0, frames, progress, self._tiling()).cpu().float())
 
     def _run(self, phase: str, call: Callable[[], R]) -> R:
         self.phase = phase

@@ -77,3 +77,25 @@ def test_noise_depends_on_position_not_batching():
     later = noise.draw(latent_frame_keys(4, 2), (2, 3, 16), "x")
     assert torch.equal(later[0], nine[1])  # frame 4 closes latent 1 of the first and opens the second
     assert not torch.equal(noise.draw([0], (2, 3, 16), "y"), nine[:1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(2, 80), batch=st.integers(2, 17), data=st.data())
+def test_a_stream_continued_from_any_batch_equals_the_whole_stream(n, batch, data):
+    overlap = data.draw(st.integers(0, batch - 1))
+    whole = list(temporal_batches(range(n), batch, overlap))
+    cut = data.draw(st.integers(0, len(whole) - 1))  # continue after `cut` finished batches
+    if cut == 0:
+        return
+    # After batch cut-1, the frames before its held-back overlap are final; the rest starts the next batch.
+    prev = whole[cut - 1]
+    start = prev.start + len(prev.frames) - overlap
+    rest = list(temporal_batches(range(start, n), batch, overlap, start=start, first_overlap=overlap))
+    assert [(b.start, b.frames, b.overlap, b.is_last) for b in rest] == [
+        (b.start, b.frames, b.overlap, b.is_last) for b in whole[cut:]
+    ]
+
+
+def test_continuing_with_more_shared_frames_than_the_overlap_is_refused():
+    with pytest.raises(InputError, match="cannot continue at frame 4"):
+        list(temporal_batches(range(4, 10), 5, 1, start=4, first_overlap=2))

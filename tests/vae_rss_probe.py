@@ -1,14 +1,14 @@
 """Run one VAE call in a fresh process and print its peak memory (JSON); used by the tests and benchmarks.
 
 usage: python vae_rss_probe.py '{"op": "decode", "size": [1, 21, 8, 8], "channels": [32, 64, 64, 64], ...}'
-Peak = the process's peak RSS minus its RSS just before the call (model built, input allocated).
+Peak = the process's peak RSS during the call minus its RSS just before it (model built, input allocated);
+the peak is reset before the call (Linux `/proc/self/clear_refs`), so building the model does not count.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -20,6 +20,18 @@ import torch  # noqa: E402
 
 from seedvr2_core import VAETiling, VideoAutoencoder, estimate_vae_cost, make_vae_config  # noqa: E402
 from seedvr2_core.vae import init_random_  # noqa: E402
+from seedvr2_core.vae.tensors import release_free_memory  # noqa: E402
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak RSS (VmHWM) to the current RSS
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 def main(spec: dict) -> dict:
@@ -43,11 +55,13 @@ def main(spec: dict) -> dict:
         x = torch.randn(b, vae.config.latent_channels, t, h, w, generator=g).to(dtype)
         call = lambda: vae.decode(x, tiling=tiling)  # noqa: E731
     gc.collect()
+    release_free_memory()  # the call trims the heap too: freed setup memory must not lower its floor
     base = psutil.Process().memory_info().rss
+    reset_peak()
     start = time.perf_counter()
     out = call()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     flops, estimated = estimate_vae_cost(vae, spec["op"], (b, t, h, w), tiling, dtype)
     return {"peak_bytes": peak - base, "estimated_bytes": estimated, "seconds": seconds, "flops": flops,
             "out_shape": list(out.shape)}

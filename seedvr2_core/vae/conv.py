@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .acts import Act
-from .kernels import empty_cl
+from ..ops import cast_weight
+from .layers import Upsample
 from .norm import norm_silu_into
 from .program import ConvStep
+from .tensors import CL3D, Act, conv3d, empty_cl
 from .tiles import Rect, Span, clip, conv_window
-from .upsample import upsample_into
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def conv_input(step: ConvStep, src: Act, tile: Rect, cache, tm: Timing, moments,
     need_c = Span(0, w_in) if pad[1] else need_c
     ok_r, ok_c = clip(need_r, h_in), clip(need_c, w_in)
     frames = tm.front + (1 if tm.fold else frames_in(step, src.shape[2], first))
-    buf = empty_cl(cache if cache is not None else _any(src), b, step.conv.in_channels, frames, need_r.size, need_c.size)
+    like = cache if cache is not None else _any(src)
+    buf = empty_cl(like, b, step.conv.in_channels, frames, need_r.size, need_c.size)
     _zero_outside(buf, need_r, need_c, ok_r, ok_c)
     r0, c0 = ok_r.lo - need_r.lo, ok_c.lo - need_c.lo
     inner = buf[:, :, tm.front:, r0:r0 + ok_r.size, c0:c0 + ok_c.size]
@@ -149,3 +150,55 @@ def keep_frames(new_cache: torch.Tensor, buf: torch.Tensor, core, tm: Timing) ->
                           slice(local.cols.lo, local.cols.hi))])
 
 
+# -- the decoder's learned upsampling: 1x1x1 conv to C*r channels, then depth-to-space ----------------
+# Official channel layout (FACTS.md section 5): the r = 4*z channels of each output channel c are ordered
+# (x, y, z, c) with x the row offset, y the column offset and z the time offset, i.e.
+# `(b, (x y z c), f, h, w) -> (b, c, (f z), (h x), (w y))`. For the first chunk of a clip the second frame
+# is dropped (the first latent frame yields one frame), so that frame's z = 1 channels are never computed.
+#
+# The shuffled frames are written straight into the next conv's padded input, one strided copy per
+# (frame, row parity, column parity), without an intermediate tensor.
+
+
+def _upscale(x: torch.Tensor, up: Upsample, z_only: int | None) -> torch.Tensor:
+    """1x1x1 conv of x (B, C, T, h, w) -> (B, T, h, w, 2, 2, Z, C) physical view (Z = 1 if z_only)."""
+    w, b = up.upscale_conv.weight, up.upscale_conv.bias
+    zr = up.factors[0]
+    c = up.conv.in_channels
+    if z_only is not None:
+        w = w.view(2, 2, zr, c, *w.shape[1:])[:, :, z_only].reshape(4 * c, *w.shape[1:])
+        b = b.view(2, 2, zr, c)[:, :, z_only].reshape(4 * c)
+        zr = 1
+    u = conv3d(x, cast_weight(w, x), cast_weight(b, x)).contiguous(memory_format=CL3D)
+    bt, _, t, h, wd = u.shape
+    return u.permute(0, 2, 3, 4, 1).view(bt, t, h, wd, 2, 2, zr, c)
+
+
+def upsample_into(out: torch.Tensor, crop: torch.Tensor, up: Upsample, rows: Span, cols: Span, first: bool) -> None:
+    """out (B, C, T', rows, cols) = the upsampled source over high-res `rows` x `cols`.
+
+    crop: the source's low-res rows [rows.lo // 2, ceil(rows.hi / 2)) and the matching columns.
+    """
+    r0, c0 = rows.lo // 2, cols.lo // 2
+    zr = up.factors[0]
+    if first and zr > 1:
+        parts = [_upscale(crop[:, :, :1], up, z_only=0)]
+        frames = [(0, 0, 0)]
+        if crop.shape[2] > 1:
+            parts.append(_upscale(crop[:, :, 1:], up, None))
+            frames += [(1, t, z) for t in range(crop.shape[2] - 1) for z in range(zr)]
+    else:
+        parts = [_upscale(crop, up, None)]
+        frames = [(0, t, z) for t in range(crop.shape[2]) for z in range(zr)]
+    assert len(frames) == out.shape[2]
+    for j, (p, t, z) in enumerate(frames):
+        for px in range(2):
+            i0 = (px - rows.lo) % 2
+            l0 = (rows.lo + i0 - px) // 2 - r0
+            nr = len(range(i0, rows.size, 2))
+            for py in range(2):
+                k0 = (py - cols.lo) % 2
+                m0 = (cols.lo + k0 - py) // 2 - c0
+                nc = len(range(k0, cols.size, 2))
+                piece = parts[p][:, t, l0:l0 + nr, m0:m0 + nc, px, py, z, :]  # (B, nr, nc, C)
+                out[:, :, j, i0::2, k0::2].copy_(piece.permute(0, 3, 1, 2))

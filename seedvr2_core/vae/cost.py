@@ -13,22 +13,32 @@ measured peak RSS).
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..config import VAEConfig
+from ..errors import MemoryPlanError
 from .conv import frames_in, out_size, timing
 from .norm import BAND_ELEMENTS
-from .program import AttentionStep, ConvStep, last_use
+from .program import AttentionStep, last_use
 from .tiles import clip, conv_window
 from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range, whole_frame_plan
 
-# oneDNN scratch + reorders during a conv, as a multiple of the padded conv input (fitted, see module doc).
-SCRATCH = {torch.float32: 0.7, torch.bfloat16: 1.3, torch.float16: 1.3}
+# oneDNN scratch + reorders during a conv, as a multiple of the padded conv input. Fitted to peak RSS of
+# real-width encodes/decodes (64x64 to 1024x1024 frames, float32 and bfloat16): estimates land within
+# 0.9x-1.2x of the measured peaks (benchmarks/vae.py prints both).
+SCRATCH = {torch.float32: 0.4, torch.bfloat16: 0.4, torch.float16: 0.4}
 # Allocator slack: freed blocks not yet returned, fragmentation; a fraction of the estimated peak.
 SLACK = 0.05
+# oneDNN's kernels and primitive cache, weight reorders: resident on top of the tensors (measured).
+RUNTIME_BYTES = 24 << 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,13 +50,13 @@ class StepCost:
     repeat: int = 1  # identical chunks this record stands for
 
 
-def _programs(vae):
+def _program(vae, op: str):
     from .model import VideoAutoencoder
 
     if isinstance(vae, VAEConfig):
         with torch.device("meta"):
             vae = VideoAutoencoder(vae)
-    return vae.config, vae.programs()
+    return vae.config, vae.program(op)
 
 
 def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,
@@ -57,13 +67,14 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
     once per tile (FLOPs) by `estimate`. `scratch`: the conv library's scratch in padded conv inputs
     (default `SCRATCH`, fitted to RSS on the CPU; the memory plan passes the device allocator's figure).
     """
-    cfg, (enc, dec) = _programs(vae)
+    cfg, steps = _program(vae, op)
     tiling = tiling or VAETiling()
     b, t, h, w = size
-    steps = enc if op == "encode" else dec
     factor, s = cfg.temporal_downsample_factor, cfg.spatial_downsample_factor
     latent_frames = (t - 1) // factor + 1 if op == "encode" else t
-    plan = frame_plan(tiling.tile_size) if tiling.resolved_mode == "frame" else whole_frame_plan
+    plan = whole_frame_plan
+    if tiling.resolved_mode == "frame":
+        plan = frame_plan(tiling.tile_size, cfg.block_out_channels[0])
     elem = torch.empty((), dtype=dtype).element_size()
     out_c = 2 * cfg.latent_channels if op == "encode" else cfg.out_channels
     out_t = latent_frames if op == "encode" else pixel_range(0, latent_frames, factor)[1]
@@ -123,7 +134,7 @@ def _step(step, acts: dict, ctx: _Ctx, src_done: bool) -> tuple[int, int]:
     tiles = ctx.plan(step, ho, wo)
     flops, temp = 0, 0
     for tile in tiles:
-        f, tmp = _tile(step, tile, tm, t, fin, (h, w), (ho, wo), len(tiles) == 1, ctx.scratch)
+        f, tmp = _tile(step, tile, tm, t, fin, (h, w), (ho, wo), len(tiles) == 1, ctx)
         flops, temp = flops + f, max(temp, tmp)
     cout = conv.out_channels
     out = 0 if step.residual is not None else cout * tm.frames_out * ho * wo  # in-place sums add nothing
@@ -154,7 +165,7 @@ def _moments_temp(shape, ctx: _Ctx) -> int:
     return ctx.batch * t * rows * w * c * 4 * (1 if ctx.elem == 4 else 2)
 
 
-def _tile(step, tile, tm, t: int, fin: int, src_hw, out_hw, single: bool, scratch: float) -> tuple[int, int]:
+def _tile(step, tile, tm, t: int, fin: int, src_hw, out_hw, single: bool, ctx: _Ctx) -> tuple[int, int]:
     """(flops, temporaries in elements per batch item) of one output tile."""
     conv = step.conv
     cin, cout = conv.in_channels, conv.out_channels
@@ -180,24 +191,34 @@ def _tile(step, tile, tm, t: int, fin: int, src_hw, out_hw, single: bool, scratc
     if step.shortcut is not None:
         side = step.shortcut.out_channels * t * th * tw
         flops += 2 * cin * side
-    return flops, int(max(buf + prep, buf + y + scratch * buf, y + 2 * side))
+    # float32 frame copy (half precision only) and its square while summing the statistics
+    sums = cout * th * tw * (4 // ctx.elem) * (1 if ctx.elem == 4 else 2) if step.feeds_norm and not single else 0
+    return flops, int(max(buf + prep, buf + y + ctx.scratch * buf, y + 2 * side, y + sums))
+
+
+class VAECost(NamedTuple):
+    flops: int  # executed (a folded first frame counts a third of its official work)
+    peak_bytes: int  # activations, caches, temporaries and the call's output; not weights or the input
 
 
 def estimate(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,
-             dtype: torch.dtype = torch.float32, scratch: float | None = None) -> tuple[int, int]:
-    """(FLOPs executed, peak bytes) of one call; weights and the caller's input are not counted."""
+             dtype: torch.dtype = torch.float32, scratch: float | None = None) -> VAECost:
+    """FLOPs and peak memory of `vae.encode` / `vae.decode` ("encode"/"decode") on an input of size
+    (B, T, H, W) (video for encode, latent for decode) with `tiling`, computing in `dtype`.
+
+    `vae`: a VideoAutoencoder or a VAEConfig (nothing is allocated). Used by the automatic tiling and the
+    memory plan; `scratch` as in `walk`.
+    """
     tiling = tiling or VAETiling()
     if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
         return _estimate_independent(vae, op, size, tiling, dtype, scratch)
     records = walk(vae, op, size, tiling, dtype, scratch)
     peak = max(r.peak_bytes for r in records)
-    return sum(r.flops for r in records), int(peak * (1 + SLACK))
+    return VAECost(sum(r.flops for r in records), int(peak * (1 + SLACK) + RUNTIME_BYTES))
 
 
-def _estimate_independent(vae, op, size, tiling: VAETiling, dtype, scratch=None) -> tuple[int, int]:
-    from collections import Counter
-
-    from .independent import tile_spans
+def _estimate_independent(vae, op, size, tiling: VAETiling, dtype, scratch=None) -> VAECost:
+    from .model import tile_spans
 
     cfg = vae if isinstance(vae, VAEConfig) else vae.config
     b, t, h, w = size
@@ -208,4 +229,59 @@ def _estimate_independent(vae, op, size, tiling: VAETiling, dtype, scratch=None)
     for (th, tw), count in shapes.items():
         f, p = estimate(vae, op, (b, t, th, tw), whole, dtype, scratch)
         flops, peak = flops + count * f, max(peak, p)
-    return flops, peak
+    return VAECost(flops, peak)
+
+
+# -- the memory planner -----------------------------------------------------------------------------------
+# Pick tile size, tiling mode and chunking from a memory budget (bytes), using the cost model.
+#
+# Preference order (`plan_tiling`): whole frames; then mode "frame" with the largest tile that fits
+# (exact results, about the same speed); then mode "tile" with the largest tile that fits (bounded
+# memory whatever the frame size, results drift at the seams' receptive field). Fields the caller set
+# explicitly (tile_size, mode) are kept; only the ones left at None are chosen.
+
+TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32, 16)  # image pixels, largest first
+
+
+def candidates(tiling: VAETiling, image_side: int) -> list[VAETiling]:
+    """Plans to try, preferred first."""
+    if tiling.tile_size is not None:
+        return [tiling.with_(memory_budget=None, mode=tiling.mode or "frame")]
+    sizes = [s for s in TILE_SIZES if s < image_side]
+    modes = [tiling.mode] if tiling.mode else ["frame", "tile"]
+    plans = [] if tiling.mode == "tile" else [tiling.with_(memory_budget=None, mode="frame")]
+    for mode in modes:
+        plans += [tiling.with_(memory_budget=None, tile_size=s, mode=mode) for s in sizes]
+    return plans
+
+
+def plan_tiling(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling,
+                dtype: torch.dtype | None = None) -> VAETiling:
+    """The preferred plan whose estimated peak fits `tiling.memory_budget`; MemoryPlanError if none does.
+
+    size: (B, T, H, W) of the call's input (video for "encode", latent for "decode").
+    """
+    dtype = dtype or getattr(vae, "compute_dtype", torch.float32)
+    s = (vae.config if hasattr(vae, "config") else vae).spatial_downsample_factor
+    side = max(size[2:]) * (1 if op == "encode" else s)
+    best = None
+    for plan in candidates(tiling, side):
+        _, peak = estimate(vae, op, size, plan, dtype)
+        if peak <= tiling.memory_budget:
+            log.debug("VAE %s %s: %s needs ~%d MiB of %d MiB", op, size, plan, peak >> 20,
+                      tiling.memory_budget >> 20)
+            return plan
+        if best is None or peak < best[1]:
+            best = (plan, peak)
+    plan, peak = best
+    raise MemoryPlanError(
+        f"VAE {op} of input size {tuple(size)} in {dtype} needs about {peak / 2**20:.0f} MiB even with "
+        f"{_describe(plan)}, more than the budget of {tiling.memory_budget / 2**20:.0f} MiB. "
+        "Raise the budget, shorten chunk_size, or process smaller frames."
+    )
+
+
+def _describe(plan: VAETiling) -> str:
+    if plan.tile_size is None:
+        return "whole frames"
+    return f"mode {plan.mode!r} tiles of {plan.tile_size} px and chunks of {plan.chunk_size} latent frames"

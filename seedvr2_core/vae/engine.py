@@ -21,14 +21,13 @@ import torch.nn.functional as F
 
 from ..host import check_interrupt
 from ..ops import cast_weight
-from .acts import Act
-from .conv import conv_input, conv_weight, frames_in, keep_frames, out_size, source_rows, timing
-from .kernels import CL3D, conv3d, empty_cl, release_free_memory
-from .norm import frame_moments, group_norm
+from .conv import Timing, conv_input, conv_weight, frames_in, keep_frames, out_size, source_rows, timing
+from .norm import ChannelSums, frame_moments, group_norm
 from .program import AttentionStep, ConvStep, Step, last_use
+from .tensors import CL3D, Act, conv3d, empty_cl, release_free_memory
 from .tiles import Rect, Span
 
-TRIM_BYTES = 64 << 20  # hand freed input bands back to the OS every this many bytes
+TRIM_BYTES = 16 << 20  # hand freed input bands back to the OS every this many bytes
 TilePlan = Callable[[Step, int, int], list[Rect]]  # (step, out height, out width) -> tiles, row-major
 
 
@@ -66,25 +65,15 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
               tick) -> None:
     """Compute acts[step.dst] (and acts[step.shortcut_dst]) tile by tile; updates the step's cache."""
     src = acts[step.src]
-    b, _, t, h, w = src.shape
-    ho, wo = out_size(step, h, w)
     cache = state.caches.pop(step.name, None)
-    tm = timing(step.conv, frames_in(step, t, state.first), None if cache is None else cache.shape[2])
+    tm = timing(step.conv, frames_in(step, src.shape[2], state.first), None if cache is None else cache.shape[2])
     # Whole-frame statistics unless the single tile's GroupNorm sees the whole frame itself.
     whole = len(tiles) == 1 and len(src.spans) == 1
     moments = frame_moments(src, step.norm.num_groups) if step.norm is not None and not whole else None
-    weight = conv_weight(step, tm)
-    bias = step.conv.bias
-    new_cache = None
-    if tm.keep and not state.last:
-        hin, win = (ho, wo) if step.up is not None else (h, w)
-        new_cache = empty_cl(src.bands[0], b, step.conv.in_channels, tm.keep, hin, win)
-    bands = _row_spans(tiles)
-    cout = step.conv.out_channels
-    # The skip activation is read at each tile's own rows only, so the sum can replace it in place.
-    dst = acts[step.residual] if step.residual is not None else Act((b, cout, tm.frames_out, ho, wo), bands)
-    side = Act((b, step.shortcut.out_channels, t, h, w), bands) if step.shortcut is not None else None
-    release = _release_plan(step, src, tiles, h) if src_done else {}
+    weight, bias = conv_weight(step, tm), step.conv.bias
+    new_cache = _new_cache(step, src, tm, state.last)
+    dst, side = _outputs(step, acts, src, tiles, tm)
+    release = _release_plan(step, src, tiles, src.shape[3]) if src_done else {}
     freed = 0
     for k, tile in enumerate(tiles):
         check_interrupt()
@@ -94,17 +83,10 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
         stride = (1 if tm.fold else step.conv.stride[0], *step.conv.stride[1:])
         y = conv3d(buf, weight, cast_weight(bias, buf), stride, pad)
         del buf
-        out = dst.region(tile.rows, tile.cols, y)
-        if step.residual is not None:
-            out.add_(y)
-        else:
-            out.copy_(y) if len(tiles) > 1 else _adopt(dst, y)
+        _write(dst, tile, y, in_place=step.residual is not None, single=len(tiles) == 1)
         del y
         if side is not None:
-            x = src.crop(tile.rows, tile.cols)
-            sc = conv3d(x, cast_weight(step.shortcut.weight, x), cast_weight(step.shortcut.bias, x))
-            side.region(tile.rows, tile.cols, sc).copy_(sc) if len(tiles) > 1 else _adopt(side, sc)
-            del x, sc
+            _shortcut(step, src, side, tile, single=len(tiles) == 1)
         for i in release.get(k, ()):
             freed += src.free(i)
         if freed > TRIM_BYTES:
@@ -114,10 +96,60 @@ def conv_step(step: ConvStep, acts: dict[str, Act], state: StreamState, tiles: l
     if new_cache is not None:
         state.caches[step.name] = new_cache
     acts[step.dst] = dst
-    if len(tiles) > 1:
-        release_free_memory()
     if side is not None:
         acts[step.shortcut_dst] = side
+    release_free_memory()
+
+
+def _new_cache(step: ConvStep, src: Act, tm: Timing, last: bool) -> torch.Tensor | None:
+    """Storage for the frames the next chunk needs (none after the last chunk)."""
+    if not tm.keep or last:
+        return None
+    b, _, _, h, w = src.shape
+    hin, win = out_size(step, h, w) if step.up is not None else (h, w)
+    return empty_cl(next(x for x in src.bands if x is not None), b, step.conv.in_channels, tm.keep, hin, win)
+
+
+def _outputs(step: ConvStep, acts: dict[str, Act], src: Act, tiles: list[Rect], tm: Timing):
+    """(dst, shortcut output or None) of a conv step."""
+    b, _, t, h, w = src.shape
+    ho, wo = out_size(step, h, w)
+    bands = _row_spans(tiles)
+    # The skip activation is read at each tile's own rows only, so the sum can replace it in place.
+    if step.residual is not None:
+        dst = acts[step.residual]
+    else:
+        dst = Act((b, step.conv.out_channels, tm.frames_out, ho, wo), bands)
+    # Statistics for the next GroupNorm are summed while each tile is still in cache.
+    dst.sums = ChannelSums() if step.feeds_norm and len(tiles) > 1 else None
+    side = Act((b, step.shortcut.out_channels, t, h, w), bands) if step.shortcut is not None else None
+    return dst, side
+
+
+def _shortcut(step: ConvStep, src: Act, side: Act, tile: Rect, single: bool) -> None:
+    """side[tile] = the 1x1x1 shortcut conv of the step's input over the tile."""
+    x = src.crop(tile.rows, tile.cols)
+    sc = conv3d(x, cast_weight(step.shortcut.weight, x), cast_weight(step.shortcut.bias, x))
+    if single:
+        _adopt(side, sc)
+    else:
+        side.region(tile.rows, tile.cols, sc).copy_(sc)
+
+
+def _write(dst: Act, tile: Rect, y: torch.Tensor, in_place: bool, single: bool) -> None:
+    """Put a tile's conv output into dst: added to the skip activation, copied, or adopted whole."""
+    if in_place:
+        for off, piece in dst.pieces(tile.rows, tile.cols):
+            piece.add_(y[:, :, :, off:off + piece.shape[3]])
+            if dst.sums is not None:
+                dst.sums.add(piece)
+    elif single:
+        _adopt(dst, y)
+    else:
+        out = dst.region(tile.rows, tile.cols, y)
+        out.copy_(y)
+        if dst.sums is not None:
+            dst.sums.add(out)
 
 
 def _adopt(dst: Act, y: torch.Tensor) -> None:

@@ -59,8 +59,8 @@ def load_vae(
         cfg = resolve_vae_config(reader, config)
         with torch.device("meta"):
             vae = VideoAutoencoder(cfg)
-        materialize(vae, reader, "the SeedVR2 video VAE" + ("" if cfg == VAE_CONFIGS["seedvr2-vae"] else " (custom config)"),
-                    device, compute_dtype_policy(dtype))
+        what = "the SeedVR2 video VAE" + ("" if cfg == VAE_CONFIGS["seedvr2-vae"] else " (custom config)")
+        materialize(vae, reader, what, device, compute_dtype_policy(dtype))
         vae.compute_dtype = dtype
         vae.source_path = reader.path
     finally:

@@ -16,11 +16,11 @@ from torch import nn
 from ..config import VAEConfig
 from ..errors import InputError
 from .engine import StreamState, run_chunk
-from .independent import run_independent
-from .kernels import release_free_memory
 from .layers import Decoder, Encoder
 from .program import decoder_program, encoder_program
-from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range
+from .tensors import release_free_memory
+from .tiles import Span, overlapping, ramp_weights
+from .tiling import VAETiling, frame_plan, latent_chunks, pixel_range, whole_frame_plan
 
 Progress = Callable[[int, int], None]
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -36,17 +36,20 @@ class VideoAutoencoder(nn.Module):
         self.decoder = Decoder(config)
         self.compute_dtype = torch.float32
         self.tiling = VAETiling()
-        self._programs = None
+        self._programs: dict[str, list] = {}
 
-    def programs(self):
-        if self._programs is None:
-            self._programs = (encoder_program(self.encoder),
-                              decoder_program(self.decoder, self.config.spatial_downsample_factor))
-        return self._programs
+    def program(self, op: str):
+        """The step list of "encode" or "decode" (built once; a VAE may drop the half it does not use)."""
+        if op not in self._programs:
+            if op == "encode":
+                self._programs[op] = encoder_program(self.encoder)
+            else:
+                self._programs[op] = decoder_program(self.decoder, self.config.spatial_downsample_factor)
+        return self._programs[op]
 
     @property
     def device(self) -> torch.device:
-        return self.encoder.conv_in.weight.device
+        return next(self.parameters()).device
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -56,16 +59,25 @@ class VideoAutoencoder(nn.Module):
 
         noise: the posterior eps of the latent's shape (None: the posterior mean).
         """
+        if noise is not None:  # refuse a wrong eps before spending the encode on it
+            b, t, h, w = self._check_video(video)
+            cfg, s = self.config, self.config.spatial_downsample_factor
+            shape = (b, cfg.latent_channels, (t - 1) // cfg.temporal_downsample_factor + 1, h // s, w // s)
+            if tuple(noise.shape) != shape:
+                raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
+        moments = self.encode_moments(video, tiling=tiling, progress=progress)
+        return sample_posterior(moments, noise, self.config, self.compute_dtype)
+
+    def encode_moments(self, video: torch.Tensor, *, tiling: VAETiling | None = None,
+                       progress: Progress | None = None) -> torch.Tensor:
+        """video (B, 3, T=4n+1, H, W) in [-1, 1] -> posterior [mean | log-variance] (B, 32, n+1, H/8, W/8),
+        compute dtype; `sample_posterior` turns it into the latent `encode` returns."""
         cfg = self.config
         b, t, h, w = self._check_video(video)
-        lt, lh, lw = (t - 1) // cfg.temporal_downsample_factor + 1, h // cfg.spatial_downsample_factor, w // cfg.spatial_downsample_factor
-        shape = (b, cfg.latent_channels, lt, lh, lw)
-        if noise is not None and tuple(noise.shape) != shape:
-            raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {shape}")
         tiling = self._tiling(tiling, "encode", (b, t, h, w))
         x = video.to(self.device, self.compute_dtype)
-        moments = self._run(self.programs()[0], x, lt, tiling, progress, encode=True)
-        return self._sample(moments, noise)
+        return self._run(self.program("encode"), x, (t - 1) // cfg.temporal_downsample_factor + 1, tiling, progress,
+                         encode=True)
 
     def decode(self, latent: torch.Tensor, *, tiling: VAETiling | None = None,
                progress: Progress | None = None) -> torch.Tensor:
@@ -78,7 +90,7 @@ class VideoAutoencoder(nn.Module):
         b, _, t, h, w = latent.shape
         tiling = self._tiling(tiling, "decode", (b, t, h, w))
         z = latent.to(self.device, torch.float32) / cfg.scaling_factor + cfg.shifting_factor
-        return self._run(self.programs()[1], z.to(self.compute_dtype), t, tiling, progress, encode=False)
+        return self._run(self.program("decode"), z.to(self.compute_dtype), t, tiling, progress, encode=False)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -89,7 +101,9 @@ class VideoAutoencoder(nn.Module):
         b, _, t, h, w = video.shape
         f, s = cfg.temporal_downsample_factor, cfg.spatial_downsample_factor
         if t % f != 1 % f:
-            raise InputError(f"video has {t} frames; the VAE needs {f}n+1 frames (pad the clip, e.g. to {t + (1 - t) % f})")
+            raise InputError(
+                f"video has {t} frames; the VAE needs {f}n+1 frames (pad the clip, e.g. to {t + (1 - t) % f})"
+            )
         if h % s or w % s or h == 0 or w == 0:
             raise InputError(f"video frames are {h}x{w}; height and width must be positive multiples of {s}")
         if not video.is_floating_point():
@@ -97,7 +111,7 @@ class VideoAutoencoder(nn.Module):
         return b, t, h, w
 
     def _tiling(self, tiling: VAETiling | None, op: str, size: tuple[int, int, int, int]) -> VAETiling:
-        from .memory import plan_tiling
+        from .cost import plan_tiling
 
         tiling = tiling or self.tiling
         if tiling.memory_budget is None:
@@ -107,16 +121,22 @@ class VideoAutoencoder(nn.Module):
     def _run(self, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress, encode: bool):
         if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
             return run_independent(self, steps, x, latent_frames, tiling, progress, encode)
-        return run_chunks(self, steps, x, latent_frames, tiling, frame_plan(tiling.tile_size), progress, encode)
+        plan = frame_plan(tiling.tile_size, self.config.block_out_channels[0])
+        return run_chunks(self, steps, x, latent_frames, tiling, plan, progress, encode)
 
-    def _sample(self, moments: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        cfg = self.config
-        mean, logvar = moments.float().chunk(2, dim=1)
-        z = mean
-        if noise is not None:
-            std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
-            z = mean + std * noise.to(mean.device, torch.float32)
-        return ((z - cfg.shifting_factor) * cfg.scaling_factor).to(self.compute_dtype)
+
+def sample_posterior(moments: torch.Tensor, noise: torch.Tensor | None, config: VAEConfig,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Moments (B, 32, t, h, w) from `encode_moments` and eps of the latent's shape (None: the mean) ->
+    scaled latent (B, 16, t, h, w) in `dtype`, computed on the moments' device."""
+    mean, logvar = moments.float().chunk(2, dim=1)
+    if noise is not None and tuple(noise.shape) != tuple(mean.shape):
+        raise InputError(f"noise has shape {tuple(noise.shape)}, expected the latent's shape {tuple(mean.shape)}")
+    z = mean
+    if noise is not None:
+        std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
+        z = mean + std * noise.to(mean.device, torch.float32)
+    return ((z - config.shifting_factor) * config.scaling_factor).to(dtype)
 
 
 def run_chunks(vae: VideoAutoencoder, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, plan,
@@ -160,3 +180,53 @@ def _out_hw(vae: VideoAutoencoder, step, x: torch.Tensor, encode: bool) -> tuple
     if not encode:
         h, w = h * s, w * s
     return h // step.scale, w // step.scale
+
+
+# -- mode "tile" ------------------------------------------------------------------------------------------
+# Mode "tile": independent overlapping tiles, each streamed through the whole clip, blended linearly.
+#
+# Each tile is encoded or decoded as if it were the whole frame (its own GroupNorm statistics, attention
+# and temporal caches), so memory is that of one tile whatever the frame size and the clip length. The
+# tile outputs are blended with linear ramps over the overlaps; the weights of every output position are
+# positive only inside the tiles covering it and sum to one, so sizes, frame counts and value ranges
+# stay those of the untiled output.
+
+
+def tile_spans(cfg, op: str, h: int, w: int, tiling: VAETiling) -> tuple[list[Span], list[Span], int]:
+    """Row and column spans of the tiles on the latent grid, and the input pixels per latent pixel.
+
+    h, w: the call's input size (video pixels for "encode", latent positions for "decode").
+    """
+    s = cfg.spatial_downsample_factor
+    in_scale = s if op == "encode" else 1
+    lh, lw = h // in_scale, w // in_scale
+    tile = max(1, tiling.tile_size // s)
+    overlap = tiling.tile_overlap // s
+    return overlapping(lh, tile, overlap), overlapping(lw, tile, overlap), in_scale
+
+
+def run_independent(vae, steps, x: torch.Tensor, latent_frames: int, tiling: VAETiling, progress,
+                    encode: bool) -> torch.Tensor:
+    """Encode (x: video) or decode (x: latent) in independent tiles of `tiling.tile_size` image pixels."""
+    s = vae.config.spatial_downsample_factor
+    # Tiles are laid out on the latent grid, so encoder tiles are whole latent pixels.
+    rows, cols, in_scale = tile_spans(vae.config, "encode" if encode else "decode", *x.shape[3:], tiling)
+    lh, lw = x.shape[3] // in_scale, x.shape[4] // in_scale
+    out_scale = 1 if encode else s  # output pixels per latent pixel
+    wr = ramp_weights([Span(r.lo * out_scale, r.hi * out_scale) for r in rows], lh * out_scale)
+    wc = ramp_weights([Span(c.lo * out_scale, c.hi * out_scale) for c in cols], lw * out_scale)
+    n_tiles = len(rows) * len(cols)
+    out = None
+    for k, (i, j) in enumerate((i, j) for i in range(len(rows)) for j in range(len(cols))):
+        r, c = rows[i], cols[j]
+        part = x[:, :, :, r.lo * in_scale:r.hi * in_scale, c.lo * in_scale:c.hi * in_scale]
+        sub = None if progress is None else (lambda d, t, k=k: progress(k * t + d, n_tiles * t))
+        y = run_chunks(vae, steps, part, latent_frames, tiling, whole_frame_plan, sub, encode)
+        if out is None:
+            out = torch.zeros(*y.shape[:3], lh * out_scale, lw * out_scale, dtype=y.dtype, device=y.device)
+        weight = (wr[i][:, None] * wc[j][None, :]).to(y.device)
+        region = out[:, :, :, r.lo * out_scale:r.hi * out_scale, c.lo * out_scale:c.hi * out_scale]
+        # Accumulate in float32 per tile (the output keeps the compute dtype: no second full-size buffer).
+        region.copy_(region.float() + y.float() * weight)
+        del y, region
+    return out

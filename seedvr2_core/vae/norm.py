@@ -5,8 +5,9 @@ Activations here are channels-last 3-D tensors, whose (b*t, c, h, w) view is a c
 PyTorch's fused GroupNorm kernel runs on them without a copy.
 
 When a frame is processed tile by tile, each tile must be normalised with the statistics of the whole
-frame: `frame_moments` computes them (mean and variance per frame and group, accumulated in float64 over
-row bands) and `norm_silu_into` applies them.
+frame: `ChannelSums` accumulates them tile by tile as the producing step writes its output (sums of x and
+x^2 per frame and channel, float32 within a tile, float64 across tiles), `frame_moments` computes them
+from a stored activation when no producer did, and `norm_silu_into` applies them.
 """
 
 from __future__ import annotations
@@ -35,21 +36,48 @@ def frames_view(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b * t, c, h, w)
 
 
+class ChannelSums:
+    """Running sums of x and x^2 per (batch, channel, frame) over the positions added so far."""
+
+    def __init__(self) -> None:
+        self.s1: torch.Tensor | None = None  # (B, T, C) float64
+        self.s2: torch.Tensor | None = None
+        self.positions = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add a region x (B, C, T, h, w): float32 sums over its positions, accumulated in float64."""
+        b, c, t, h, w = x.shape
+        # (B, T, h*w, C): a view for full-width rows of channels-last data, where reducing the middle
+        # axis is 20x faster than reducing (h, w) of the 5-D tensor.
+        v = x.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+        p1 = torch.empty(b, t, c, dtype=torch.float64, device=x.device)
+        p2 = torch.empty_like(p1)
+        for f in range(t):  # one frame at a time keeps the float32 temporaries small
+            frame = v[:, f].float()
+            p1[:, f] = frame.sum(1)
+            p2[:, f] = (frame * frame).sum(1)
+        self.s1, self.s2 = (p1, p2) if self.s1 is None else (self.s1 + p1, self.s2 + p2)
+        self.positions += h * w
+
+    def moments(self, groups: int) -> FrameMoments:
+        b, t, c = self.s1.shape
+        n = self.positions * (c // groups)
+        mean = self.s1.view(b, t, groups, -1).sum(-1) / n  # (B, T, G)
+        var = (self.s2.view(b, t, groups, -1).sum(-1) / n - mean.square()).clamp_min(0.0)
+        return FrameMoments(mean, var)
+
+
 def frame_moments(act, groups: int) -> FrameMoments:
     """Per-frame group moments of an activation (B, C, T, H, W) stored as row bands (`acts.Act`)."""
+    if act.sums is not None and act.sums.positions == act.shape[3] * act.shape[4]:
+        return act.sums.moments(groups)  # accumulated by the step that wrote it
     b, c, t, h, w = act.shape
     rows = max(1, BAND_ELEMENTS // max(1, b * t * w * c))
-    s1 = s2 = None
+    sums = ChannelSums()
     for x in act.bands:
         for r0 in range(0, x.shape[3], rows):
-            band = x[:, :, :, r0:r0 + rows].float().permute(0, 2, 3, 4, 1)  # (b, t, rows, w, c)
-            # float32 sums over at most BAND_ELEMENTS values (pairwise summation), combined in float64
-            p1, p2 = band.sum((2, 3)).double(), band.square().sum((2, 3)).double()
-            s1, s2 = (p1, p2) if s1 is None else (s1 + p1, s2 + p2)
-    n = h * w * (c // groups)
-    mean = s1.view(b, t, groups, -1).sum(-1) / n
-    var = (s2.view(b, t, groups, -1).sum(-1) / n - mean.square()).clamp_min(0.0)
-    return FrameMoments(mean, var)
+            sums.add(x[:, :, :, r0:r0 + rows])
+    return sums.moments(groups)
 
 
 def norm_silu_into(out: torch.Tensor, x: torch.Tensor, norm: GroupNorm, moments: FrameMoments | None) -> None:

@@ -14,7 +14,7 @@ output. Written from the official forward passes (FACTS.md section 5):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .layers import Attention, CausalConv3d, Decoder, Encoder, GroupNorm, ResnetBlock, Upsample
 
@@ -37,7 +37,8 @@ class ConvStep:
     residual: str | None = None
     shortcut: CausalConv3d | None = None
     shortcut_dst: str | None = None
-    scale: int = 1  # the step's output resolution is the frame's (image) resolution / scale
+    scale: int = 1  # the step's output resolution is the image's divided by this
+    feeds_norm: bool = False  # dst is normalised by a later step (its statistics are wanted)
 
     @property
     def kind(self) -> str:
@@ -104,7 +105,7 @@ def encoder_program(enc: Encoder) -> list[Step]:
             x = b.conv(f"down_blocks.{i}.downsamplers.0.conv", block.downsamplers[0].conv, x, scale, down=True)
     x = b.mid("mid_block", enc.mid_block, x, scale)
     b.conv("conv_out", enc.conv_out, x, scale, norm=enc.conv_norm_out)
-    return b.steps
+    return _mark_normalised(b.steps)
 
 
 def decoder_program(dec: Decoder, spatial_factor: int) -> list[Step]:
@@ -121,7 +122,12 @@ def decoder_program(dec: Decoder, spatial_factor: int) -> list[Step]:
             scale //= 2
             x = b.conv(f"up_blocks.{i}.upsamplers.0.conv", up.conv, x, scale, up=up)
     b.conv("conv_out", dec.conv_out, x, scale, norm=dec.conv_norm_out)
-    return b.steps
+    return _mark_normalised(b.steps)
+
+
+def _mark_normalised(steps: list[Step]) -> list[Step]:
+    normed = {s.src for s in steps if isinstance(s, ConvStep) and s.norm is not None}
+    return [replace(s, feeds_norm=True) if isinstance(s, ConvStep) and s.dst in normed else s for s in steps]
 
 
 def last_use(steps: list[Step]) -> dict[str, int]:

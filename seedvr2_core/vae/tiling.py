@@ -65,18 +65,22 @@ def whole_frame_plan(step: Step, height: int, width: int) -> list[Rect]:
     return [Rect(Span(0, height), Span(0, width))]
 
 
-def frame_plan(tile_size: int | None):
-    """Tile plan of mode "frame": full-width bands of rows with the area of a `tile_size` square.
+def frame_plan(tile_size: int | None, channels: int = 128):
+    """Tile plan of mode "frame": full-width bands of rows holding as much as a `tile_size` square.
 
     Bands rather than squares: a band's rows are contiguous in memory, need no left/right halo, and
-    the input they consume can be released band by band. Areas are in image pixels, so a step at 1/s
-    of the image resolution gets bands of tile_size^2 / s^2 positions.
+    the input they consume can be released band by band. A band of a step with C channels has
+    tile_size^2 * channels / C positions (`channels`: the full-resolution width, 128 officially), so
+    every step's temporaries are about those of a tile_size square at full resolution, and the wide
+    low-resolution steps run in few large bands.
     """
     if tile_size is None:
         return whole_frame_plan
 
     def plan(step: Step, height: int, width: int) -> list[Rect]:
-        positions = tile_size * tile_size / (step.scale * step.scale)
+        conv = getattr(step, "conv", None)
+        wide = max(conv.in_channels, conv.out_channels) if conv is not None else channels
+        positions = tile_size * tile_size * channels / max(wide, 1)
         rows = max(MIN_STEP_TILE, math.ceil(positions / width))
         return grid(height, width, rows, width)
 

@@ -1,4 +1,5 @@
-"""Whole-frame activations kept as full-width bands of rows, so a tiled step can free its input as it goes.
+"""Tensor plumbing of the VAE engine: channels-last allocation, the oneDNN conv call, whole-frame
+activations kept as row bands, and handing freed memory back to the OS.
 
 A conv step that is the last reader of its input releases each band of it once the last tile needing
 those rows is done, while its output fills up band by band; the step's peak is then close to the larger
@@ -8,12 +9,53 @@ of its input and output instead of their sum.
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
+import sys
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
-from .kernels import empty_cl
 from .tiles import Span
+
+CL3D = torch.channels_last_3d
+
+
+def conv3d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride=(1, 1, 1), padding=(0, 0, 0)):
+    """F.conv3d, forced onto oneDNN on CPU: PyTorch's size heuristic sends small batch-1 inputs (latent-sized
+    frames, 1x1x1 kernels) to a much slower reference kernel."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
+        return torch.ops.aten.mkldnn_convolution(x, w, b, list(padding), list(stride), [1, 1, 1], 1)
+    return F.conv3d(x, w, b, stride, padding)
+
+
+def empty_cl(like: torch.Tensor, *shape: int) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=CL3D)
+
+
+def _libc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+MALLOC_TRIM = _libc_trim()
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc only).
+
+    Tile-sized tensors come from glibc's heap, which keeps freed blocks resident; without this, a tiled
+    call's resident memory grows by a few hundred MB of blocks it no longer uses.
+    """
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 class Act:
@@ -24,6 +66,7 @@ class Act:
         self.spans = spans
         self.bands: list[torch.Tensor | None] = [None] * len(spans)
         self._starts = [s.lo for s in spans]
+        self.sums = None  # norm.ChannelSums of the values, when the step writing them kept them
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "Act":
