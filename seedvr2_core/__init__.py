@@ -6,7 +6,10 @@ Public API (documented in README.md):
 * restoration: `restore`, `restore_stream`, `RestoreOptions`, `color_fix`, `SizeRequest`, `SizePlan`,
   `plan_size` (tensor helpers for a plan: `seedvr2_core.transforms`);
 * low VRAM: `BlockSwapper`, `on_device` / `ModuleResidency` (models taking turns on the GPU),
-  `InterruptObserver`.
+  `InterruptObserver`;
+* memory plan: `MemoryOptions` (and `parse_budget`, `parse_blocks_to_swap`, `parse_vae_tile`,
+  `parse_dit_batch` for text), `Runtime` (the phases under a plan: pass it to `restore_stream`), `MemoryPlan`,
+  `MemoryPlanError`.
 """
 
 from .color import COLOR_METHODS, color_fix
@@ -17,12 +20,16 @@ from .errors import (
     CheckpointError,
     ConfigError,
     InputError,
+    MemoryPlanError,
     SeedVR2Error,
     StateDictMismatchError,
     UnsupportedCheckpointError,
 )
+from .memory_options import MemoryOptions, parse_blocks_to_swap, parse_budget, parse_dit_batch, parse_vae_tile
+from .memory_plan import MemoryPlan
 from .offload import BlockSwapper
 from .pipeline import RestoreOptions, restore, restore_stream
+from .runtime import Runtime
 from .residency import ModuleResidency, on_device
 from .sizing import SizePlan, SizeRequest, plan_size
 from .vae import VAETiling, VideoAutoencoder, estimate_vae_cost, load_vae
@@ -37,9 +44,13 @@ __all__ = [
     "DiTConfig",
     "InputError",
     "InterruptObserver",
+    "MemoryOptions",
+    "MemoryPlan",
+    "MemoryPlanError",
     "ModuleResidency",
     "NaDiT",
     "RestoreOptions",
+    "Runtime",
     "SeedVR2Error",
     "SizePlan",
     "SizeRequest",
@@ -55,6 +66,10 @@ __all__ = [
     "make_dit_config",
     "make_vae_config",
     "on_device",
+    "parse_blocks_to_swap",
+    "parse_budget",
+    "parse_dit_batch",
+    "parse_vae_tile",
     "partition_windows",
     "plan_size",
     "restore",

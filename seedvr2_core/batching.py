@@ -80,5 +80,6 @@ class Crossfader:
             w = blend_weights(overlap).to(frames.device).view(-1, *([1] * (frames.ndim - 1)))
             frames = frames.clone()
             frames[:overlap] = torch.lerp(self.tail.to(frames.dtype), frames[:overlap], w.to(frames.dtype))
-        self.tail = frames[len(frames) - hold :] if hold else None
+        # A copy: a view would keep the whole batch alive until the next one arrives.
+        self.tail = frames[len(frames) - hold :].clone() if hold else None
         return frames[: len(frames) - hold]

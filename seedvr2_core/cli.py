@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .cli_run import run
 from .color import COLOR_METHODS
-from .errors import SeedVR2Error
+from .errors import InputError, SeedVR2Error
+from .memory_options import AUTO, parse_blocks_to_swap, parse_budget, parse_vae_tile
 from .models_dir import DEFAULT_MODEL, ENV_VAR, MODELS
 from .pipeline import OFFICIAL_SEED, RestoreOptions
 from .sizing import FITS, SizeRequest
@@ -33,6 +34,7 @@ EXAMPLES = """examples:
   seedvr2 in.mp4 -o out.mp4 --resolution 1080
   seedvr2 photo.jpg -o photo_restored.png --scale 2 --model seedvr2-7b
   seedvr2 frames/ -o restored/ --batch-size 5
+  seedvr2 long.mp4 -o out.mp4 --resolution 1080 --vram-budget 8GiB
   seedvr2 --download --model seedvr2-3b          (fetch and verify the model files only)
 """
 
@@ -128,6 +130,32 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads for PyTorch (default: its own choice; 1 is often fastest on a busy machine)")
 
 
+def _parsed(parse):
+    """An argparse type from one of memory_options' parsers (their InputError becomes a usage error)."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__.removeprefix("parse_").replace("_", " ")
+    return convert
+
+
+def _add_memory_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "memory (on a GPU a plan is picked for the free VRAM; on the CPU only when one of these is given)")
+    group.add_argument("--vram-budget", type=_parsed(parse_budget), default=None, metavar="SIZE",
+                       help="memory the run may use at its peak, weights included, e.g. 8GiB or 7.5G "
+                            "(default auto: 90%% of the free VRAM)")
+    group.add_argument("--blocks-to-swap", type=_parsed(parse_blocks_to_swap), default=AUTO, metavar="N",
+                       help="DiT blocks kept in host memory and streamed to the GPU: auto (default), all, or a count")
+    group.add_argument("--vae-tile", type=_parsed(parse_vae_tile), default=AUTO, metavar="PX",
+                       help="VAE tiling: auto (default), off, 512 (exact tiles), 512:tile (independent tiles, "
+                            "any size fits), 512:tile:96 (with 96 px overlap)")
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--crf", type=_crf, default=DEFAULT_CRF, metavar="0-51",
@@ -154,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", nargs="?", help="video file, image file, or folder of images")
     parser.add_argument("-o", "--output", help=f"video ({', '.join(VIDEO_FORMATS)}), image file, or folder "
                                                "(default: next to the input, named *_seedvr2)")
-    for add in (_add_model_options, _add_size_options, _add_processing_options, _add_output_options):
+    for add in (_add_model_options, _add_size_options, _add_processing_options, _add_memory_options,
+                _add_output_options):
         add(parser)
     return parser
 

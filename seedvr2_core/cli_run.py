@@ -28,8 +28,10 @@ from .dit.loader import load_dit
 from .download import download_file
 from .errors import InputError, ProcessingInterrupted
 from .jobs import Job, OutputTarget, file_fingerprint, input_fingerprint
+from .memory_options import AUTO, MemoryOptions
 from .models_dir import ModelNotFoundError, find_dit, find_embedding, find_vae, model_folders
 from .pipeline import RestoreOptions, restore_stream
+from .runtime import Runtime
 from .residency import resolve_device
 from .sizing import plan_size
 from .text import find_text_embedding
@@ -109,6 +111,17 @@ def pick_device(name: str) -> torch.device:
         raise InputError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
 
 
+def memory_options(args: argparse.Namespace, device: torch.device) -> MemoryOptions | None:
+    """The memory plan's options, or None to run the models where they are loaded: the default on the CPU
+    (host RAM, no plan needed) unless a memory option is given."""
+    given = args.vram_budget is not None or args.blocks_to_swap != AUTO or args.vae_tile != AUTO
+    if device.type == "cpu" and not given:
+        return None
+    if device.type == "cpu" and args.blocks_to_swap != AUTO:
+        log.warning("--blocks-to-swap has no effect on the CPU: the weights already live in host memory")
+    return MemoryOptions(budget=args.vram_budget, blocks_to_swap=args.blocks_to_swap, vae_tile=args.vae_tile)
+
+
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -146,21 +159,23 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 def _fingerprint(info: MediaInfo, target: OutputTarget, models: ModelPaths, options: RestoreOptions,
-                 video: VideoSettings | None, device: torch.device, dtype: torch.dtype) -> dict:
+                 video: VideoSettings | None, device: torch.device, dtype: torch.dtype,
+                 memory: MemoryOptions | None) -> dict:
     """Everything the output depends on: a resumed run must match it exactly."""
     return {
         "input": input_fingerprint(info),
         "models": {"dit": file_fingerprint(models.dit), "vae": file_fingerprint(models.vae),
                    "embedding": file_fingerprint(models.embedding) if models.embedding else None},
         "options": {"size": options.size.describe(), "batch_size": options.batch_size, "overlap": options.overlap,
-                    "color_fix": options.color_fix, "seed": options.seed, "device": device.type, "dtype": str(dtype)},
+                    "color_fix": options.color_fix, "seed": options.seed, "device": device.type, "dtype": str(dtype),
+                    "memory": None if memory is None else repr(memory)},  # the plan may change the batch size
         "output": {"kind": target.kind, "suffix": target.suffix if target.kind != "video" else target.path.suffix,
                    "video": None if video is None else [str(video.fps), video.crf, video.preset, video.rotation]},
     }
 
 
 def restore_job(job: Job, info: MediaInfo, models: ModelPaths, options: RestoreOptions, device: torch.device,
-                dtype: torch.dtype, quiet: bool) -> None:
+                dtype: torch.dtype, memory: MemoryOptions | None, quiet: bool) -> None:
     """Restore the frames from the job's next frame on, committing each batch."""
     frames = read_frames(info, job.next_frame)
     first = next(frames, None)
@@ -168,14 +183,17 @@ def restore_job(job: Job, info: MediaInfo, models: ModelPaths, options: RestoreO
         if job.next_frame == 0:
             raise InputError(f"{info.path} holds no frames")
         return  # every frame was committed before the previous run stopped
-    dit = load_dit(models.dit, device=device, dtype=dtype)
-    vae = load_vae(models.vae, device=device, dtype=dtype)
+    home = device if memory is None else torch.device("cpu")  # under a plan, the runtime places the weights
+    dit = load_dit(models.dit, device=home, dtype=dtype)
+    vae = load_vae(models.vae, device=home, dtype=dtype)
     text = find_text_embedding([models.embedding.parent] if models.embedding else [], dit)
+    runtime = Runtime(dit, vae, device, memory)
     state = job.state()
     bar = tqdm(total=info.frames, initial=state.next_frame, unit="frame", desc="SeedVR2", disable=quiet,
                dynamic_ncols=True)
-    with bar, logging_redirect_tqdm(), stop_on_signals():
-        for chunk in restore_stream(itertools.chain([first], frames), dit, vae, text, options, state=state):
+    with bar, logging_redirect_tqdm(), stop_on_signals(), runtime:
+        chunks = restore_stream(itertools.chain([first], frames), dit, vae, text, options, state=state, runtime=runtime)
+        for chunk in chunks:
             job.commit(chunk.numpy(), state)
             bar.update(state.next_frame - bar.n)
 
@@ -209,7 +227,8 @@ def run(args: argparse.Namespace, options: RestoreOptions) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
-    fingerprint = _fingerprint(info, target, models, options, video, device, dtype)
+    memory = memory_options(args, device)
+    fingerprint = _fingerprint(info, target, models, options, video, device, dtype, memory)
     job = Job.open(target, fingerprint, video, args.resume, args.overwrite)
     if job is None:
         return 0
@@ -217,7 +236,7 @@ def run(args: argparse.Namespace, options: RestoreOptions) -> int:
         if not job.complete:
             if job.next_frame:
                 log.info("resuming at frame %d from %s", job.next_frame, job.work)
-            restore_job(job, info, models, options, device, dtype, args.quiet)
+            restore_job(job, info, models, options, device, dtype, memory, args.quiet)
             job.mark_complete()
         job.finish(info.path if info.kind == "video" and info.audio else None)
     except (ProcessingInterrupted, KeyboardInterrupt):

@@ -162,7 +162,8 @@ def free_bytes(device: torch.device) -> int:
     if mm is not None:
         return int(mm.get_free_memory(device))
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        free, _ = torch.cuda.mem_get_info(device)  # plus what PyTorch caches unused: ours to reuse
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     import psutil
 
     return int(psutil.virtual_memory().available)

@@ -9,9 +9,11 @@ the batch, never on the length of the video.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,25 +21,27 @@ from einops import rearrange
 
 from . import host
 from .batching import Crossfader, TemporalBatch, check_batching, temporal_batches
-from .color import color_fix
 from .errors import InputError
-from .noise import SeededNoise, latent_frame_keys
-from .sampler import one_step
+from .noise import SeededNoise
+from .phases import (  # noqa: F401 (re-exported: the node graph's stages and the tests use them from here)
+    NoiseSource,
+    StageProgress,
+    TileProgress,
+    condition_latent,
+    decode_batch,
+    encode_batch,
+    encode_moments_batch,
+    fix_colors,
+    sample_batch,
+    tile_progress,
+)
+from .runtime import Runtime
 from .sizing import SizePlan, SizeRequest, plan_size
 from .transforms import frames_to_model, frames_to_unit, model_to_frames, pad_frames_4n1
-from .vae.model import sample_posterior
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_SEED = 666
-
-
-TileProgress = Callable[[int, int], None]  # (tiles done, tiles total) of one VAE call
-StageProgress = Callable[[str, int, int], None]  # (stage, tiles done, tiles total)
-
-
-class NoiseSource(Protocol):
-    def draw(self, keys: list[int], shape: tuple[int, int, int], stream: str) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -79,55 +83,6 @@ def as_frame_tensor(frames) -> torch.Tensor:
     return frames
 
 
-def encode_moments_batch(vae, video: torch.Tensor, progress: TileProgress | None = None) -> torch.Tensor:
-    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> posterior moments (1, 32, T', H/8, W/8), VAE compute dtype."""
-    return vae.encode_moments(video[None], progress=progress)
-
-
-def condition_latent(moments: torch.Tensor, start: int, noise: NoiseSource, vae_config,
-                     dtype: torch.dtype) -> torch.Tensor:
-    """Moments (1, 32, T', h, w) of the batch starting at video frame `start` -> condition latent (T', h, w, 16),
-    float32: the posterior sampled with eps keyed by frame position, as the VAE's `encode` does."""
-    channels, latent_frames, h, w = moments.shape[1] // 2, *moments.shape[2:]
-    keys = latent_frame_keys(start, latent_frames)
-    eps = rearrange(noise.draw(keys, (channels, h, w), "posterior"), "t c h w -> 1 c t h w")
-    latent = sample_posterior(moments, eps, vae_config, dtype)  # (1, 16, T', h, w)
-    return rearrange(latent[0], "c t h w -> t h w c").float()
-
-
-def encode_batch(vae, video: torch.Tensor, start: int, noise: NoiseSource,
-                 progress: TileProgress | None = None) -> torch.Tensor:
-    """video (3, T, H, W) in [-1, 1], T = 4n+1 -> condition latent (T', H/8, W/8, 16), float32."""
-    moments = encode_moments_batch(vae, video, progress)
-    return condition_latent(moments, start, noise, vae.config, vae.compute_dtype)
-
-
-def sample_batch(dit, cond: torch.Tensor, start: int, noise: NoiseSource, text: torch.Tensor) -> torch.Tensor:
-    """Condition latent (T', h, w, 16) -> restored latent x_0 (T', h, w, 16), float32."""
-    x_t = noise.draw(latent_frame_keys(start, cond.shape[0]), tuple(cond.shape[1:]), "noise")
-    return one_step(dit, [cond], [x_t], text)[0]
-
-
-def decode_batch(vae, x0: torch.Tensor, frames: int, progress: TileProgress | None = None) -> torch.Tensor:
-    """Restored latent (T', h, w, 16) -> the batch's first `frames` frames (frames, 3, H, W) in [-1, 1]."""
-    video = vae.decode(rearrange(x0, "t h w c -> 1 c t h w"), progress=progress)[0]  # (3, T, H, W)
-    return rearrange(video[:, :frames], "c t h w -> t c h w")
-
-
-def fix_colors(restored: torch.Tensor, video: torch.Tensor, method: str) -> torch.Tensor:
-    """Decoded frames (n, 3, Hp, Wp) float32 on the CPU, corrected in place against the model input video
-    (3, n, Hp, Wp) they were restored from; returns them."""
-    reference = rearrange(video, "c t h w -> t c h w")
-    return color_fix(restored, reference, method, out=restored)
-
-
-def tile_progress(stages: StageProgress | None, stage: str) -> TileProgress | None:
-    """The per-tile callback of one stage, reporting to `stages(stage, done, total)`; None without `stages`."""
-    if stages is None:
-        return None
-    return lambda done, total: stages(stage, done, total)
-
-
 @dataclass
 class BatchRestorer:
     """Restores temporal batches of one video with fixed models, plan and options."""
@@ -139,17 +94,24 @@ class BatchRestorer:
     options: RestoreOptions
     noise: NoiseSource
     stages: StageProgress | None = None  # stages("encode" | "decode", tiles_done, tiles_total)
+    runtime: Runtime | None = None  # None: the models run where they are, without a memory plan
+
+    def __post_init__(self) -> None:
+        if self.runtime is None:
+            self.runtime = Runtime(self.dit, self.vae)
 
     def __call__(self, batch: TemporalBatch) -> torch.Tensor:
         """Batch frames -> colour-fixed restored frames (n, 3, Hp, Wp) in [-1, 1], float32, on the CPU."""
         video = frames_to_model(as_frame_tensor(batch.frames), self.plan)  # (3, n, Hp, Wp)
         n = video.shape[1]
-        cond = encode_batch(self.vae, pad_frames_4n1(video), batch.start, self.noise,
-                            tile_progress(self.stages, "encode"))
+        self.runtime.where = f"of frames {batch.start}-{batch.start + n - 1}"
+        cond = self.runtime.encode(pad_frames_4n1(video), batch.start, self.noise, tile_progress(self.stages, "encode"))
         host.check_interrupt()
-        x0 = sample_batch(self.dit, cond, batch.start, self.noise, self.text)
+        x0 = self.runtime.sample(cond, batch.start, self.noise, self.text)
+        del cond
         host.check_interrupt()
-        restored = decode_batch(self.vae, x0, n, tile_progress(self.stages, "decode")).float().cpu()
+        restored = self.runtime.decode(x0, n, tile_progress(self.stages, "decode"))
+        del x0
         return fix_colors(restored, video, self.options.color_fix)
 
 
@@ -164,6 +126,7 @@ def restore_stream(
     progress: Callable[[int], None] | None = None,
     state: StreamState | None = None,
     stages: StageProgress | None = None,
+    runtime: Runtime | None = None,
 ) -> Iterator[torch.Tensor]:
     """Frames (each (H, W, 3) or (3, H, W), uint8 or float [0, 1]) -> chunks of restored frames
     (n, h, w, 3) in `output_dtype` (uint8, or float in [0, 1]), in order, each frame exactly once.
@@ -172,36 +135,50 @@ def restore_stream(
     VAE tile ("encode" / "decode"). Cancellation is checked between stages.
     `state`, if given, is updated before each chunk is yielded; a saved state continues a stream: pass the
     frames from `state.next_frame` on.
+    `runtime`: runs the phases under a memory plan (its preflight runs before the first batch and may
+    lower the batch size); None runs the models where they are.
     """
     noise = noise or SeededNoise(options.seed)
     state = state if state is not None else StreamState()
-    fader = Crossfader(state.tail)
-    restorer: BatchRestorer | None = None
+    runtime = runtime or Runtime(dit, vae)
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise InputError("no frames to restore: the input is empty")
+    height, width = frames_to_unit(as_frame_tensor([first])).shape[-2:]
+    plan = plan_size(options.size, int(height), int(width))
+    log.info("SeedVR2 size plan: %s", plan.describe())
     shared = 0 if state.tail is None else len(state.tail)
+    memory = runtime.prepare(*plan.padded_hw, options.batch_size, len(text), options.color_fix, options.overlap)
+    if memory is not None and memory.batch_frames != options.batch_size:
+        batch = memory.batch_frames
+        if shared > batch - 1:
+            raise InputError(f"the memory plan allows batches of {batch} frames, too few to continue a run saved "
+                             f"with {shared} overlapping frames: resume with the budget of the first run")
+        options = dataclasses.replace(options, batch_size=batch, overlap=min(options.overlap, batch - 1))
+    restorer = BatchRestorer(dit, vae, text, plan, options, noise, stages, runtime)
+    fader = Crossfader(state.tail)
+    frames = itertools.chain([first], stream)
     for batch in temporal_batches(frames, options.batch_size, options.overlap, state.next_frame, shared):
         host.check_interrupt()
-        if restorer is None:
-            height, width = frames_to_unit(as_frame_tensor(batch.frames[:1])).shape[-2:]
-            plan = plan_size(options.size, int(height), int(width))
-            log.info("SeedVR2 size plan: %s", plan.describe())
-            restorer = BatchRestorer(dit, vae, text, plan, options, noise, stages)
         restored = restorer(batch)
         final = fader.push(restored, batch.overlap, 0 if batch.is_last else options.overlap)
         state.next_frame, state.tail = batch.start + len(final), fader.tail
         if progress is not None:
             progress(state.next_frame)
         yield model_to_frames(final, restorer.plan, "tchw", output_dtype)
-    if restorer is None:
-        raise InputError("no frames to restore: the input is empty")
 
 
 def restore(frames, dit, vae, text: torch.Tensor, **options) -> torch.Tensor:
     """All frames at once: frames (T, H, W, 3) uint8 or float [0, 1] -> restored (T, h, w, 3) uint8.
 
-    Options are RestoreOptions fields (size=SizeRequest(...), batch_size, overlap, color_fix, seed).
+    Options are RestoreOptions fields (size=SizeRequest(...), batch_size, overlap, color_fix, seed), and
+    output_dtype, noise, runtime as for `restore_stream`.
     """
     output_dtype = options.pop("output_dtype", torch.uint8)
     noise = options.pop("noise", None)
+    runtime = options.pop("runtime", None)
     frames = as_frame_tensor(frames)
-    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), noise, output_dtype))
+    chunks = list(restore_stream(list(frames), dit, vae, text, RestoreOptions(**options), noise, output_dtype,
+                                 runtime=runtime))
     return torch.cat(chunks)

@@ -27,6 +27,7 @@ from .clip import ClipLatent, decode_clip, encode_clip, restore_clip
 from .dit.observers import InterruptObserver, observing
 from .handles import DiTHandle, VAEHandle
 from .images import attach_alpha, check_images, resize_alpha, split_alpha
+from .memory import dit_working_set, latent_thw, sampler_io
 from .pipeline import RestoreOptions, restore_stream
 from .progress import FrameProgress
 from .sizing import SizePlan, SizeRequest, plan_size
@@ -37,17 +38,17 @@ from .video_job import Restorer, restore_video
 log = logging.getLogger(__name__)
 
 AUTO_VAE_BUDGET = 0.8  # share of the free memory an "auto" VAE tiling plans for (the rest: allocator slack)
-# Activation bytes per DiT token and model width unit: q, k, v, attention output, the MLP's two 4x
-# projections and the residual stream, with headroom. A rough figure until the memory plan estimates it.
-DIT_ACTIVATION_FACTOR = 24
 
 
 def dit_activation_bytes(dit: DiTHandle, plan: SizePlan, batch_size: int) -> int:
-    """Rough peak activation memory of one DiT step on a batch of `batch_size` frames at `plan`'s size."""
-    cfg = dit.model.config
-    latent_frames = (batch_size - 1) // 4 + 1
-    tokens = latent_frames * (plan.padded_hw[0] // 16) * (plan.padded_hw[1] // 16) + len(dit.text)
-    return tokens * cfg.vid_dim * dit.placement.dtype.itemsize * DIT_ACTIVATION_FACTOR
+    """Peak bytes of one DiT step beyond its weights (the memory plan's model: activations, attention
+    scratch, the sampler's tensors) on a batch of `batch_size` frames at `plan`'s size; ComfyUI keeps this
+    much free when it loads the models."""
+    cfg, device = dit.model.config, dit.placement.device
+    thw = latent_thw(4 * ((batch_size - 1 + 3) // 4) + 1, *plan.padded_hw)  # padded to 4n+1 frames
+    varlen = dit.model._backend(device).varlen
+    return (dit_working_set(cfg, thw, len(dit.text), dit.placement.dtype, device.type, varlen)
+            + sampler_io(thw, len(dit.text), cfg.txt_in_dim))
 
 
 @contextlib.contextmanager

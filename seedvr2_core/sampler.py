@@ -19,12 +19,14 @@ def dit_input(noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def one_step(dit, conds: list[torch.Tensor], noises: list[torch.Tensor], text: torch.Tensor) -> list[torch.Tensor]:
+def one_step(dit, conds: list[torch.Tensor], noises: list[torch.Tensor], text: torch.Tensor,
+             device: torch.device | None = None) -> list[torch.Tensor]:
     """Restore latents: conds/noises are per-sample (t, h, w, 16) tensors; returns x_0 per sample, float32.
 
-    All samples go through the DiT in one native-resolution batch (sizes may differ).
+    All samples go through the DiT in one native-resolution batch (sizes may differ). `device`: where the
+    DiT computes (default: where its first weight is; give it when block swapping keeps that one on the host).
     """
-    device = next(dit.parameters()).device
+    device = device or next(dit.parameters()).device
     vid = torch.cat([dit_input(n.to(device), c.to(device)) for n, c in zip(noises, conds)])
     vid_shape = torch.tensor([list(c.shape[:3]) for c in conds], device=device)
     txt = text.to(device).float().repeat(len(conds), 1)

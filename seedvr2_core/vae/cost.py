@@ -60,11 +60,12 @@ def _program(vae, op: str):
 
 
 def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,
-         dtype: torch.dtype = torch.float32) -> list[StepCost]:
+         dtype: torch.dtype = torch.float32, scratch: float | None = None) -> list[StepCost]:
     """Per (chunk, step) costs of `op` ("encode"/"decode") on size (B, T, H, W) of its input.
 
     `vae` is a VideoAutoencoder or a VAEConfig; mode "tile" is costed as one tile (its peak) and counted
-    once per tile (FLOPs) by `estimate`.
+    once per tile (FLOPs) by `estimate`. `scratch`: the conv library's scratch in padded conv inputs
+    (default `SCRATCH`, fitted to RSS on the CPU; the memory plan passes the device allocator's figure).
     """
     cfg, steps = _program(vae, op)
     tiling = tiling or VAETiling()
@@ -90,7 +91,7 @@ def walk(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None
         p0, p1 = pixel_range(lo, hi, factor)
         acts = {"input": (steps[0].conv.in_channels, p1 - p0 if op == "encode" else hi - lo, h, w)}
         last = last_use(steps)
-        ctx = _Ctx(caches, plan, k == 0, hi == latent_frames, b, elem, SCRATCH.get(dtype, 1.0))
+        ctx = _Ctx(caches, plan, k == 0, hi == latent_frames, b, elem, SCRATCH.get(dtype, 1.0) if scratch is None else scratch)
         for i, step in enumerate(steps):
             flops, peak = _step(step, acts, ctx, last[step.src] == i)
             records.append(StepCost(k, step.name, flops * repeat, peak + output, repeat))
@@ -201,21 +202,22 @@ class VAECost(NamedTuple):
 
 
 def estimate(vae, op: str, size: tuple[int, int, int, int], tiling: VAETiling | None = None,
-             dtype: torch.dtype = torch.float32) -> VAECost:
+             dtype: torch.dtype = torch.float32, scratch: float | None = None) -> VAECost:
     """FLOPs and peak memory of `vae.encode` / `vae.decode` ("encode"/"decode") on an input of size
     (B, T, H, W) (video for encode, latent for decode) with `tiling`, computing in `dtype`.
 
-    `vae`: a VideoAutoencoder or a VAEConfig (nothing is allocated). Used by the automatic tiling.
+    `vae`: a VideoAutoencoder or a VAEConfig (nothing is allocated). Used by the automatic tiling and the
+    memory plan; `scratch` as in `walk`.
     """
     tiling = tiling or VAETiling()
     if tiling.resolved_mode == "tile" and tiling.tile_size is not None:
-        return _estimate_independent(vae, op, size, tiling, dtype)
-    records = walk(vae, op, size, tiling, dtype)
+        return _estimate_independent(vae, op, size, tiling, dtype, scratch)
+    records = walk(vae, op, size, tiling, dtype, scratch)
     peak = max(r.peak_bytes for r in records)
     return VAECost(sum(r.flops for r in records), int(peak * (1 + SLACK) + RUNTIME_BYTES))
 
 
-def _estimate_independent(vae, op, size, tiling: VAETiling, dtype) -> tuple[int, int]:
+def _estimate_independent(vae, op, size, tiling: VAETiling, dtype, scratch=None) -> VAECost:
     from .model import tile_spans
 
     cfg = vae if isinstance(vae, VAEConfig) else vae.config
@@ -225,7 +227,7 @@ def _estimate_independent(vae, op, size, tiling: VAETiling, dtype) -> tuple[int,
     flops, peak = 0, 0
     whole = tiling.with_(tile_size=None, mode="frame")
     for (th, tw), count in shapes.items():
-        f, p = estimate(vae, op, (b, t, th, tw), whole, dtype)
+        f, p = estimate(vae, op, (b, t, th, tw), whole, dtype, scratch)
         flops, peak = flops + count * f, max(peak, p)
     return VAECost(flops, peak)
 
