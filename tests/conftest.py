@@ -56,4 +56,5 @@ def pytest_terminal_summary(terminalreporter):
     for name, t in sorted(TALLIES.items()):
         terminalreporter.write_line(
             f"hostile {name}: {t.inputs} inputs ({t.refused} refused), slowest {t.slowest * 1000:.1f} ms, "
-            f"Python peak up to {t.python_ratio:.1f}x the input (inputs of 1 KiB or more)")
+            f"Python peak up to {t.python_peak / 1024:.0f} KiB and {t.python_ratio:.1f}x the input (inputs of 1 KiB "
+            "or more)")

@@ -90,11 +90,13 @@ class Tally:
     refused: int = 0
     slowest: float = 0.0  # seconds
     python_ratio: float = 0.0  # Python peak / input size, over inputs of at least 1 KiB
+    python_peak: int = 0  # bytes, over all inputs
 
     def add(self, outcome: "Outcome", size: int) -> None:
         self.inputs += 1
         self.refused += outcome.error is not None
         self.slowest = max(self.slowest, outcome.seconds)
+        self.python_peak = max(self.python_peak, outcome.python_peak)
         if size >= 1024:
             self.python_ratio = max(self.python_ratio, outcome.python_peak / size)
 
