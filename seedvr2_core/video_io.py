@@ -96,8 +96,8 @@ def _image_frame(path: Path) -> av.VideoFrame:
 def _warn_alpha(frame: av.VideoFrame, path: Path) -> av.VideoFrame:
     """`frame`, after a warning if its picture has an alpha channel (frames are read as RGB: it is dropped)."""
     if any(c.is_alpha for c in frame.format.components):
-        log.warning("%s has an alpha channel, which is dropped: the command line restores and writes RGB "
-                    "(the ComfyUI nodes keep alpha)", path)
+        log.warning("%s has an alpha channel, which is dropped: pictures read from files are restored as RGB "
+                    "(an RGBA IMAGE given to the ComfyUI nodes keeps its alpha)", path)
     return frame
 
 

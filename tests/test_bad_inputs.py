@@ -185,3 +185,9 @@ def test_a_1x1_picture_on_the_command_line(tmp_path, models, capsys):
     assert main([*args, "-o", str(tmp_path / "big.png"), "--resolution", "32"]) == 0
     info = probe(tmp_path / "big.png")
     assert (info.width, info.height) == (32, 32) and not (tmp_path / "same.png").exists()
+
+
+@pytest.mark.parametrize("blocks", [-7, 99])
+def test_a_block_count_out_of_range_is_refused_by_the_loader(models, blocks):
+    with pytest.raises(errors.InputError, match=rf"blocks_to_swap must be from 0 to 4 .*or -1 \(auto\); got {blocks}"):
+        run_node("SeedVR2LoadDiT", model=DIT_FILE, blocks_to_swap=blocks)

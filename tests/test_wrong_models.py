@@ -103,6 +103,13 @@ def test_checkpoints_of_other_families_are_named_as_such(tmp_path, family):
     assert message_of(caught).startswith(f"{path} looks like {family}, not the SeedVR2 video VAE")
 
 
+def test_the_text_embeddings_picked_as_a_model_are_named(files):
+    path = files["safetensors"].parent / "embeddings.safetensors"
+    with pytest.raises(UnsupportedCheckpointError) as caught:
+        load_dit(path)
+    assert message_of(caught).startswith(f"{path} looks like the SeedVR2 text embeddings (they belong next to the DiT")
+
+
 def test_a_3b_file_with_the_7b_config_says_what_its_weights_look_like(files):
     with pytest.raises(StateDictMismatchError) as caught:
         load_dit(files["safetensors"], config="seedvr2-7b")

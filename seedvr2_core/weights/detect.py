@@ -45,6 +45,8 @@ def describe(source) -> str:
     for fragment, name in OTHER_MODELS:
         if any(fragment in k for k in keys):
             return name
+    if key_set and key_set <= {"pos_emb", "neg_emb"}:
+        return "the SeedVR2 text embeddings (they belong next to the DiT file, which loads them)"
     if any(k in key_set for k in DIT_MARKERS) or any(DIT_BLOCK_KEY.match(k) for k in keys):
         return "seedvr2-dit"
     vae_convs = [k for k in keys if k in VAE_MARKERS or VAE_BLOCK_KEY.match(k)]
