@@ -68,9 +68,10 @@ def check_values(images: torch.Tensor, what: str = "frames") -> None:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             bad = ~torch.isfinite(chunk)
             frame = start + int(bad.flatten(1).any(1).nonzero()[0])
+            count = int(bad[frame - start].sum())
             raise InputError(
-                f"{what}: frame {frame} holds {int(bad[frame - start].sum())} NaN or infinite values; they would spread "
-                "over the whole batch. Fix or replace that frame (check the node that made it)"
+                f"{what}: frame {frame} holds {count} NaN or infinite values; they would spread over the whole "
+                "batch. Fix or replace that frame (check the node that made it)"
             )
         low, high = min(low, lo), max(high, hi)
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:

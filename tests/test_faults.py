@@ -49,7 +49,8 @@ def state(dit, vae) -> dict:
     """Everything a run may change and must put back."""
     modules = [*dit.model.modules(), *vae.model.modules()]
     return {
-        "weights": {k: (v.data_ptr(), v.device, v.dtype) for m in (dit.model, vae.model) for k, v in m.state_dict().items()},
+        "weights": {k: (v.data_ptr(), v.device, v.dtype)
+                    for m in (dit.model, vae.model) for k, v in m.state_dict().items()},
         "hooks": sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in modules),
         "observers": list(dit.model.observers),
         "tiling": vae.model.tiling,

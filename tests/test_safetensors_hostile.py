@@ -53,7 +53,7 @@ FORGED = {
     "not json": st_bytes(b"{'w': 1}"),
     "json array": st_bytes("[1, 2]"),
     "deep nesting": st_bytes("[" * 100000 + "]" * 100000),
-    "integer of 5000 digits": st_bytes('{"w": {"dtype": "F32", "shape": [' + "9" * 5000 + '], "data_offsets": [0, 8]}}'),
+    "integer of 5000 digits": st_bytes('{"w": {"dtype": "F32", "shape": [' + "9" * 5000 + "]}}"),
     "duplicate tensor": st_bytes('{"w": %s, "w": %s}' % (json.dumps(entry()), json.dumps(entry())), DATA),
     "duplicate metadata key": st_bytes('{"__metadata__": {"a": "1", "a": "2"}}'),
     "metadata not a map": st_bytes({"__metadata__": ["a"]}),
@@ -193,7 +193,9 @@ def test_mutated_valid_file(valid_file, data):
 
 @pytest.mark.parametrize("item", ["[[[[]]]]", "[{}]", "{}", '"ab"', "1.5", '{"k": [0]}'])
 def test_json_expansion_stays_within_the_bound(tmp_path, item):
-    """The decoder's worst cases, 100 000 repetitions each: PYTHON_FACTOR holds, by measurement."""
+    """The decoder's worst cases, 100 000 repetitions each: PYTHON_FACTOR holds, by measurement. (Their time
+    grows with their size, ~1 MB here, and is not what this checks.)"""
     header = '{"a": [' + ",".join([item] * 100_000) + "]}"
-    outcome = check_hostile(read_everything, st_bytes(header), str(tmp_path / "wide.safetensors"), PYTHON_FACTOR)
+    outcome = check_hostile(read_everything, st_bytes(header), str(tmp_path / "wide.safetensors"), PYTHON_FACTOR,
+                            deadline=10.0)
     assert "is not an object" in str(outcome.error)

@@ -74,7 +74,8 @@ def _shape(source, keys: set[str], key: str, ndim: int) -> tuple[int, ...]:
         raise _damaged_dit(source, f"has no tensor {key}")
     shape = tuple(source.shape(key))
     if len(shape) != ndim or not all(shape):
-        raise _damaged_dit(source, f"its tensor {key} has shape {list(shape)} (expected {ndim} dimensions, none of size 0)")
+        expected = f"expected {ndim} dimensions, none of size 0"
+        raise _damaged_dit(source, f"its tensor {key} has shape {list(shape)} ({expected})")
     return shape
 
 
