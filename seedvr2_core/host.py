@@ -85,41 +85,78 @@ def _is_model_file(name: str) -> bool:
     return name.lower().endswith(MODEL_SUFFIXES)
 
 
+def _inside(path: str, folders: list[str]) -> bool:
+    """True if `path`, with every link resolved, lies in one of `folders` (also resolved)."""
+    real = os.path.realpath(path)
+    for folder in folders:
+        base = os.path.realpath(folder)
+        try:
+            if os.path.commonpath([base, real]) == base:
+                return True
+        except ValueError:  # different drives (Windows)
+            continue
+    return False
+
+
 def model_files() -> list[str]:
-    """Model file names (relative to their folder, "/"-separated) that the loaders can be given, sorted."""
+    """Model file names (relative to their folder, "/"-separated) that the loaders can be given, sorted: files
+    whose real location is inside the model folders (a link pointing elsewhere is left out, see model_path)."""
     fp = comfy_module("folder_paths")
+    folders = model_folders()
     if fp is not None:
         names = fp.get_filename_list(MODEL_FOLDER) if MODEL_FOLDER in fp.folder_names_and_paths else []
-        return sorted(n for n in names if _is_model_file(n))
+        return sorted(n for n in names if _is_model_file(n) and _inside(fp.get_full_path(MODEL_FOLDER, n), folders))
     found = set()
-    for folder in model_folders():
+    for folder in folders:
         for root, _, files in os.walk(folder, followlinks=True):
             rel = os.path.relpath(root, folder)
-            found.update(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/") for f in files if _is_model_file(f))
+            for f in files:
+                if _is_model_file(f) and _inside(os.path.join(root, f), folders):
+                    found.add(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
     return sorted(found)
 
 
-def _resolve_inside(folder: str, name: str) -> str | None:
-    """folder/name if that is a file inside `folder` (no "..", no absolute names), else None."""
-    base = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(base, name))
-    inside = os.path.commonpath([base, path]) == base and not os.path.isabs(name)
-    return path if inside and os.path.isfile(path) else None
+def _check_name(name: object) -> str:
+    """`name` if it can only name a file inside a model folder: relative, no "..", a model file suffix."""
+    from .errors import CheckpointError
+
+    text = name if isinstance(name, str) else ""
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\0" in text or os.path.isabs(text) or os.path.splitdrive(text)[0] or ".." in parts:
+        raise CheckpointError(
+            f"model name {name!r} is not a file name inside {' or '.join(model_folders())}: pick one of the files "
+            "the loader lists (a workflow may not name files elsewhere)"
+        )
+    if not _is_model_file(text):
+        raise CheckpointError(f"model name {name!r} is not a model file: use one ending in {', '.join(MODEL_SUFFIXES)}")
+    return text
 
 
 def model_path(name: str) -> str:
-    """Full path of the model file `name` from `model_files()`; CheckpointError saying where to put it."""
+    """Full path of the model file `name` from `model_files()`; CheckpointError saying where to put it.
+
+    Names are resolved inside the model folders only: absolute names, ".." and links whose target lies
+    outside every model folder are refused (a workflow from elsewhere must not open other files).
+    """
+    from .errors import CheckpointError
+
+    name = _check_name(name)
+    folders = model_folders()
     fp = comfy_module("folder_paths")
     if fp is not None and MODEL_FOLDER in fp.folder_names_and_paths:
         path = fp.get_full_path(MODEL_FOLDER, name)
     else:
-        path = next((p for p in (_resolve_inside(f, name) for f in model_folders()) if p), None)
+        path = next((p for p in (os.path.join(f, name) for f in folders) if os.path.isfile(p)), None)
     if path is None:
-        from .errors import CheckpointError
-
         raise CheckpointError(
-            f"model file {name!r} is not in {' or '.join(model_folders()) or 'any models/SEEDVR2 folder'}: "
+            f"model file {name!r} is not in {' or '.join(folders) or 'any models/SEEDVR2 folder'}: "
             "put it there (see the Note in the example workflows for where to download it) and refresh"
+        )
+    if not _inside(path, folders):
+        raise CheckpointError(
+            f"model file {path} links to {os.path.realpath(path)}, outside the model folders "
+            f"({', '.join(folders)}): move or copy the file into a model folder, or add its folder to the SEEDVR2 "
+            "entry of ComfyUI's extra_model_paths.yaml"
         )
     return path
 

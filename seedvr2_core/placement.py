@@ -68,6 +68,11 @@ class Placement:
         swappable = isinstance(getattr(self.model, "blocks", None), nn.ModuleList)
         if self.blocks_to_swap != 0 and not swappable:
             raise InputError(f"{type(self.model).__name__} has no blocks to swap: use blocks_to_swap=0")
+        if self.blocks_to_swap is not None and swappable:
+            count = len(self.model.blocks)  # checked now, not at the first run: the loader names the mistake
+            if isinstance(self.blocks_to_swap, bool) or not 0 <= self.blocks_to_swap <= count:
+                raise InputError(f"blocks_to_swap must be from 0 to {count} (all of this model's blocks), "
+                                 f"or -1 (auto); got {self.blocks_to_swap!r}")
         self.total_bytes = tensor_bytes(self.model)
 
     @property

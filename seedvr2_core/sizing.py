@@ -226,6 +226,13 @@ def _check_request_fits(request: SizeRequest, size_in: tuple[int, int], resized:
             f"fitting it would stretch the picture. Use fit='crop' to fill {_wh(resized)} by cropping, "
             f"or give only the height (height={request.height} gives {_wh(height_only)}) or only the width"
         )
+    keeps_size = all(getattr(request, n) is None for n in ("short_side", "long_side_max", "width", "height",
+                                                            "scale", "area"))
+    if keeps_size and min(size_in) < MIN_SIDE:
+        raise InputError(
+            f"the input is {_wh(size_in)}, below the {MIN_SIDE} pixels per side SeedVR2 works on, and no output size "
+            f"was asked for: ask for one (a short side / resolution of {MIN_SIDE} or more) to upscale it first"
+        )
     if min(resized) < MIN_SIDE or max(resized) > MAX_SIDE:
         raise InputError(
             f"the request ({request.describe()}) turns the input {_wh(size_in)} into {_wh(resized)}: "

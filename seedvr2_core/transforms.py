@@ -18,6 +18,8 @@ Every function works on any number of frames independently, so a streaming pipel
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -26,6 +28,8 @@ from .errors import InputError
 from .sizing import SizePlan, padded_frame_count
 
 LAYOUTS = ("auto", "thwc", "tchw")
+RANGE_SLACK = 0.5  # accepted beyond [0, 1] and clamped: resampling, sharpening and colour nodes overshoot
+CHECK_FRAMES = 16  # frames whose values are checked at once (bounds the temporary memory)
 
 
 def _layout_of(frames: torch.Tensor, layout: str) -> str:
@@ -48,11 +52,49 @@ def _layout_of(frames: torch.Tensor, layout: str) -> str:
     return "thwc" if last else "tchw"
 
 
+def check_values(images: torch.Tensor, what: str = "frames") -> None:
+    """Float frames (T, ...) -> None, or InputError for NaN / infinite values (naming the first such frame) or
+    values far outside [0, 1].
+
+    NaN or infinity in one pixel would spread over the whole batch (attention mixes every token). Values
+    slightly outside [0, 1] (the overshoot resampling leaves) are clamped later, as the official
+    preprocessing does; values far outside are a scale mistake (0-255 or 0-65535 floats, [-1, 1], HDR)
+    that clamping would turn into a white or black picture.
+    """
+    low, high = math.inf, -math.inf
+    for start in range(0, len(images), CHECK_FRAMES):
+        chunk = images[start: start + CHECK_FRAMES].detach()
+        lo, hi = (float(v) for v in torch.aminmax(chunk))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = ~torch.isfinite(chunk)
+            frame = start + int(bad.flatten(1).any(1).nonzero()[0])
+            count = int(bad[frame - start].sum())
+            raise InputError(
+                f"{what}: frame {frame} holds {count} NaN or infinite values; they would spread over the whole "
+                "batch. Fix or replace that frame (check the node that made it)"
+            )
+        low, high = min(low, lo), max(high, hi)
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        if high <= 1 + RANGE_SLACK:
+            hint = "[-1, 1] values map to it with (x + 1) / 2"
+        elif high <= 16:
+            hint = "HDR or over-bright pictures: tone-map or clamp them first"
+        elif high <= 255 + RANGE_SLACK:
+            hint = "0-255 values: divide them by 255"
+        else:
+            hint = "16-bit values: divide them by 65535"
+        raise InputError(
+            f"{what} values range from {low:.4g} to {high:.4g}; IMAGE values must lie in [0, 1] ({hint})"
+        )
+
+
+
 def frames_to_unit(frames: torch.Tensor, layout: str = "auto") -> torch.Tensor:
     """Frames uint8 [0, 255] or float [0, 1], (T, H, W, 3) or (T, 3, H, W) -> float32 (T, 3, H, W) in [0, 1]."""
     if frames.dtype == torch.uint8:
         unit = frames.to(torch.float32).div_(255.0)
     elif frames.is_floating_point():
+        check_values(frames)
         unit = frames.to(torch.float32)
     else:
         raise InputError(f"frames of dtype {frames.dtype}: give uint8 (0-255) or float (0-1) frames")

@@ -93,6 +93,14 @@ def _image_frame(path: Path) -> av.VideoFrame:
         container.close()
 
 
+def _warn_alpha(frame: av.VideoFrame, path: Path) -> av.VideoFrame:
+    """`frame`, after a warning if its picture has an alpha channel (frames are read as RGB: it is dropped)."""
+    if any(c.is_alpha for c in frame.format.components):
+        log.warning("%s has an alpha channel, which is dropped: pictures read from files are restored as RGB "
+                    "(an RGBA IMAGE given to the ComfyUI nodes keeps its alpha)", path)
+    return frame
+
+
 def _folder_images(path: Path) -> tuple[Path, ...]:
     files = sorted((p for p in path.iterdir() if p.is_file() and is_image_path(p)), key=natural_key)
     if not files:
@@ -140,10 +148,10 @@ def probe(path: str | Path) -> MediaInfo:
         raise InputError(f"input {path} does not exist: give a video, an image or a folder of images")
     if path.is_dir():
         files = _folder_images(path)
-        first = _image_frame(files[0])
+        first = _warn_alpha(_image_frame(files[0]), files[0])
         return MediaInfo(path, "images", first.width, first.height, len(files), None, files=files)
     if is_image_path(path):
-        frame = _image_frame(path)
+        frame = _warn_alpha(_image_frame(path), path)
         return MediaInfo(path, "image", frame.width, frame.height, 1, None, files=(path,))
     return _probe_video(path)
 

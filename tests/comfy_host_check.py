@@ -92,6 +92,10 @@ def main() -> None:
                          "publisher": config.tool_comfy.publisher_id, "name": config.tool_comfy.display_name,
                          "icon": config.tool_comfy.icon}
     found["folders"] = folder_paths.get_folder_paths("SEEDVR2")
+    # A link in the model folder to a file outside every model folder: neither listed nor resolved.
+    (extra / "outside.safetensors").write_bytes(b"x")
+    (models / "SEEDVR2" / "linked_out.safetensors").unlink(missing_ok=True)
+    (models / "SEEDVR2" / "linked_out.safetensors").symlink_to(extra / "outside.safetensors")
     found["files"] = host.model_files()
     found["extra_loads"] = type(run_node("SeedVR2LoadDiT", model="extra_dit.safetensors")[0]).__name__
     try:
@@ -99,6 +103,11 @@ def main() -> None:
         found["outside"] = "resolved"
     except errors.CheckpointError:
         found["outside"] = "refused"
+    try:
+        host.model_path("linked_out.safetensors")
+        found["link_outside"] = "resolved"
+    except errors.CheckpointError as e:
+        found["link_outside"] = "refused" if "links to" in str(e) else str(e)
 
     dit = run_node("SeedVR2LoadDiT", model="seedvr2_ema_3b_fp16.safetensors")[0]
     vae = run_node("SeedVR2LoadVAE", model="ema_vae_fp16.safetensors")[0]

@@ -47,3 +47,14 @@ def golden_io(reference):
         return cache[name]
 
     return get
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The hostile-input fuzz tests' totals per reader (tests/hostile.py), when any ran in this process."""
+    from hostile import TALLIES
+
+    for name, t in sorted(TALLIES.items()):
+        terminalreporter.write_line(
+            f"hostile {name}: {t.inputs} inputs ({t.refused} refused), slowest {t.slowest * 1000:.1f} ms, "
+            f"Python peak up to {t.python_peak / 1024:.0f} KiB and {t.python_ratio:.1f}x the input (inputs of 1 KiB "
+            "or more)")

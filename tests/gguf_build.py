@@ -62,8 +62,9 @@ def f32_tensor_file(values: np.ndarray, name: str = "w") -> bytes:
                       data=values.astype("<f4").tobytes())
 
 
-def write_small_model(path, seed: int = 0) -> None:
-    """A small valid GGUF through the gguf package's writer: several tensor types and metadata kinds."""
+def write_small_model(path, seed: int = 0, extra_tensors: int = 0) -> None:
+    """A small valid GGUF through the gguf package's writer: several tensor types and metadata kinds, and
+    `extra_tensors` more F16 matrices (to make it larger)."""
     from seedvr2_core.weights.quantize import quantize_q4_k, quantize_q8_0
     import torch
 
@@ -79,6 +80,8 @@ def write_small_model(path, seed: int = 0) -> None:
     writer.add_tensor("q8", q8, raw_dtype=GGMLQuantizationType.Q8_0)
     q4k = quantize_q4_k(torch.randn(1, 256, generator=g)).numpy().reshape(1, 144)
     writer.add_tensor("model.diffusion_model.q4k", q4k, raw_dtype=GGMLQuantizationType.Q4_K)
+    for i in range(extra_tensors):
+        writer.add_tensor(f"blocks.{i}.weight", torch.randn(4, 8, generator=g).half().numpy())
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -1,4 +1,5 @@
-"""Temporal batching and crossfade: every frame once, in order; overlaps really blend."""
+"""Temporal batching and crossfade: every frame once, in order; overlaps really blend; and the same through
+the whole pipeline at random sizes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seedvr2_core import load_vae
 from seedvr2_core.batching import Crossfader, blend_weights, temporal_batches
+from seedvr2_core.dit.loader import load_dit
 from seedvr2_core.errors import InputError
+from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE, write_test_models
 from seedvr2_core.noise import SeededNoise, latent_frame_keys
+from seedvr2_core.pipeline import RestoreOptions, restore_stream
+from seedvr2_core.sizing import SizeRequest, plan_size
+from seedvr2_core.text import find_text_embedding
 
 
 def run_stream(n: int, batch: int, overlap: int) -> tuple[list, list]:
@@ -99,3 +106,38 @@ def test_a_stream_continued_from_any_batch_equals_the_whole_stream(n, batch, dat
 def test_continuing_with_more_shared_frames_than_the_overlap_is_refused():
     with pytest.raises(InputError, match="cannot continue at frame 4"):
         list(temporal_batches(range(4, 10), 5, 1, start=4, first_overlap=2))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = write_test_models(tmp_path_factory.mktemp("models"))
+    dit = load_dit(folder / DIT_FILE)
+    return dit, load_vae(folder / VAE_FILE), find_text_embedding([folder], dit)
+
+
+def flat_colours(n: int) -> torch.Tensor:
+    """(n, 3) colours at least 1 / n apart, one per frame, so each restored frame tells which input it was."""
+    return torch.stack([torch.tensor([i / max(n - 1, 1), 1 - i / max(n - 1, 1), (i * 5 % n) / n]) for i in range(n)])
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 14), h=st.integers(16, 40), w=st.integers(16, 40), batch=st.integers(1, 9),
+       scale=st.sampled_from([None, 1.5]), data=st.data())
+def test_the_pipeline_emits_every_frame_once_in_order_at_the_planned_size(tiny, n, h, w, batch, scale, data):
+    """Through the real pipeline on tiny models: as many frames as came in, each chunk at the planned size,
+    and frame i restored from input i (the colour fix carries each input's flat colour through)."""
+    overlap = data.draw(st.integers(0, batch - 1))
+    dit, vae, text = tiny
+    colours = flat_colours(n)
+    frames = list(colours[:, None, None, :].expand(n, h, w, 3))
+    options = RestoreOptions(size=SizeRequest(scale=scale), batch_size=batch, overlap=overlap)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        chunks = list(restore_stream(frames, dit, vae, text, options, output_dtype=torch.float32))
+    finally:
+        torch.set_num_threads(threads)
+    plan = plan_size(options.size, h, w)
+    assert all(c.shape[1:] == (*plan.output_hw, 3) for c in chunks) and sum(len(c) for c in chunks) == n
+    nearest = torch.cdist(torch.cat(chunks).mean((1, 2)), colours).argmin(1)
+    assert nearest.tolist() == list(range(n))

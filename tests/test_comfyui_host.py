@@ -63,7 +63,7 @@ def test_the_nodes_inside_a_comfyui_process(models, tmp_path):
     assert found["folders"] == [str(tmp_path / "more"), str(models / "SEEDVR2")]  # the yaml's, then ours
     assert {"seedvr2_ema_3b_fp16.safetensors", "extra_dit.safetensors"} <= set(found["files"])
     assert found["extra_loads"] == "DiTHandle"
-    assert found["outside"] == "refused"
+    assert found["outside"] == found["link_outside"] == "refused" and "linked_out.safetensors" not in found["files"]
     assert found["patchers"] == ["ModelPatcher", "ModelPatcher"]  # our subclass of ComfyUI's
     assert found["loaded_by_comfy"] == found["placed"] == [True, True]
     assert found["after_unload_all"] == [False, False]  # unload_all_models gave them back

@@ -127,3 +127,20 @@ def test_half_precision_tiling_adds_no_error_beyond_the_dtype():
     untiled = psnr(vae16.decode(latent).float(), reference)
     tiled = psnr(vae16.decode(latent, tiling=VAETiling(tile_size=16)).float(), reference)
     assert untiled > 35 and tiled > untiled - 1.0, (untiled, tiled)
+
+
+@settings(max_examples=30, deadline=None)
+@given(t=st.sampled_from([1, 5]), h=st.integers(1, 8).map(lambda n: 8 * n), w=st.integers(1, 8).map(lambda n: 8 * n),
+       tile=st.integers(1, 9).map(lambda n: 8 * n), chunk=st.sampled_from([None, 1, 2]))
+def test_frame_tiling_gives_the_exact_shape_and_values_at_random_sizes(vae, t, h, w, tile, chunk):
+    """Frames of 4n+1 frames (what the pipeline feeds), any multiple of 8: latents (1, 16, n+1, h/8, w/8) and
+    decoded frames of the input's shape, tiled or not, with frame tiling equal to the untiled call."""
+    x = video(t, h, w)
+    tiling = VAETiling(tile_size=tile, mode="frame", chunk_size=chunk)
+    latent = vae.encode(x)
+    tiled_latent = vae.encode(x, tiling=tiling)
+    assert latent.shape == tiled_latent.shape == (1, 16, (t - 1) // 4 + 1, h // 8, w // 8)
+    torch.testing.assert_close(tiled_latent, latent, atol=1e-4, rtol=1e-4)
+    out, tiled = vae.decode(latent), vae.decode(latent, tiling=tiling)
+    assert out.shape == tiled.shape == x.shape
+    torch.testing.assert_close(tiled, out, atol=1e-4, rtol=1e-4)

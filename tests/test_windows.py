@@ -1,14 +1,19 @@
-"""Window partitions against the official ones, and coverage on random grids."""
+"""Window partitions against the official ones, coverage on random grids, and the packed-token attention
+plan built from them."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seedvr2_core import partition_windows
+from seedvr2_core import make_dit_config, partition_windows
+from seedvr2_core.dit.window_attention import build_window_plan
 
 METHODS = {"720pwin_by_size_bysize": False, "720pswin_by_size_bysize": True}
 
@@ -45,3 +50,32 @@ def test_every_token_covered_exactly_once(t, h, w, shifted):
 def test_rejects_empty_grid():
     with pytest.raises(ValueError, match="non-empty grid"):
         partition_windows((0, 4, 4))
+
+
+GRIDS = st.tuples(st.integers(1, 12), st.integers(1, 90), st.integers(1, 160))
+
+
+@settings(max_examples=200, deadline=None)
+@given(grids=st.lists(GRIDS, min_size=1, max_size=3), txt=st.lists(st.integers(0, 5), min_size=3, max_size=3),
+       windows=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)), shifted=st.booleans())
+def test_the_attention_plan_takes_every_video_token_once_and_every_text_token_per_window(grids, txt, windows,
+                                                                                           shifted):
+    """The packed-token plan the model runs on (several samples, random window counts): every video row in
+    exactly one window, each sample's text rows in every window of that sample, sequence bounds consistent."""
+    cfg = dataclasses.replace(make_dit_config("seedvr2-3b"), window=windows)
+    txt_lens = txt[: len(grids)]
+    plan = build_window_plan(cfg, grids, txt_lens, shifted, torch.device("cpu"), rope=False)
+    n_vid = sum(t * h * w for t, h, w in grids)
+    vid_count = torch.zeros(n_vid, dtype=torch.int64)
+    txt_count = torch.zeros(sum(txt_lens), dtype=torch.int64)
+    for group in plan.groups:
+        vid_rows = group.index[:, : group.vid_len].reshape(-1)
+        vid_count.index_add_(0, vid_rows, torch.ones_like(vid_rows))
+        txt_rows = group.index[:, group.vid_len:].reshape(-1) - n_vid
+        txt_count.index_add_(0, txt_rows, torch.ones_like(txt_rows))
+    assert (vid_count == 1).all()
+    per_sample = [len(partition_windows(g, windows, shifted)) for g in grids]
+    expected = torch.tensor([n for n, length in zip(per_sample, txt_lens) for _ in range(length)], dtype=torch.int64)
+    assert torch.equal(txt_count, expected) and torch.equal(plan.txt_windows.view(-1).long(), expected)
+    lengths = [g.index.shape[1] for g in plan.groups for _ in range(g.index.shape[0])]
+    assert plan.cu_seqlens.tolist() == [0, *itertools.accumulate(lengths)] and plan.max_len == max(lengths)

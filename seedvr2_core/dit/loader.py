@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from ..config import DIT_CONFIGS, DiTConfig, make_dit_config
-from ..errors import CheckpointError, UnsupportedCheckpointError
+from ..errors import CheckpointError, ConfigError, StateDictMismatchError, UnsupportedCheckpointError
 from ..weights.detect import describe, detect_dit_config
 from ..weights.loading import compute_dtype_policy, materialize
 from ..weights.sources import open_source
@@ -41,14 +41,28 @@ def resolve_dit_config(source, config: str | DiTConfig | Mapping[str, Any] | Non
             "(expected keys such as vid_in.proj.weight and blocks.N.attn.proj_qkv.*). "
             "Pick seedvr2_ema_3b / seedvr2_ema_7b (.pth, .safetensors or .gguf)."
         )
-    family, detected = detect_dit_config(source)
+    family, fields, detected = _detect(source)
     if isinstance(config, DiTConfig):
         return config
     if isinstance(config, str):
         if config not in DIT_CONFIGS:
             raise UnsupportedCheckpointError(f"unknown DiT variant {config!r}; known: {', '.join(DIT_CONFIGS)}")
         return make_dit_config(config)
-    return make_dit_config(family, {**detected, **metadata_config(source), **dict(config or {})})
+    return make_dit_config(family, {**fields, **dict(config)}) if config else detected
+
+
+def _detect(source) -> tuple[str, dict[str, Any], DiTConfig]:
+    """(family, official-named fields, config) from the shapes and metadata of a SeedVR2 DiT reader;
+    StateDictMismatchError naming the file when they make no valid config."""
+    family, detected = detect_dit_config(source)
+    fields = {**detected, **metadata_config(source)}
+    try:
+        return family, fields, make_dit_config(family, fields)
+    except ConfigError as e:
+        raise StateDictMismatchError(
+            f"{source.path} looks like a SeedVR2 DiT, but the shapes of its tensors give no valid config ({e}). "
+            "The file is damaged or from another model."
+        ) from None
 
 
 def fresh_buffers(model: NaDiT) -> dict[str, torch.Tensor]:
@@ -74,7 +88,11 @@ def load_dit(
         cfg = resolve_dit_config(reader, config)
         with torch.device("meta"):
             model = NaDiT(cfg, attention=attention)
-        what = f"the SeedVR2 DiT it was detected as ({_name(cfg)})"
+        looks = _detect(reader)[2]
+        if cfg == looks:
+            what = f"the SeedVR2 DiT it was detected as ({_name(cfg)})"
+        else:
+            what = f"the requested config ({_name(cfg)}); its weights look like {_name(looks)}"
         materialize(model, reader, what, device, compute_dtype_policy(dtype), fresh_buffers(model))
         model.compute_dtype = dtype
         model.text_embeddings = {n: reader.get_extra(n) for n in reader.extras}
@@ -88,4 +106,5 @@ def _name(cfg: DiTConfig) -> str:
     for name, official in DIT_CONFIGS.items():
         if official == cfg:
             return name
-    return f"custom {cfg.num_layers}-layer, width {cfg.vid_dim}"
+    layout = "3B" if cfg.vid_out_norm else "7B"
+    return f"a custom {layout}-layout DiT, {cfg.num_layers} blocks of width {cfg.vid_dim}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import CheckpointError
+
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.", "_orig_mod.")
 
 # Tensors that ride along with a DiT but are not its parameters: canonical name -> our name.
@@ -34,10 +36,14 @@ class CanonicalSource:
         self.extras: dict[str, str] = {}
         for raw in source.keys():
             key = canonical_key(raw)
-            if key in EXTRA_TENSORS:
-                self.extras[EXTRA_TENSORS[key]] = raw
-            else:
-                self._raw[key] = raw
+            names = self.extras if key in EXTRA_TENSORS else self._raw
+            name = EXTRA_TENSORS.get(key, key)
+            if name in names:
+                raise CheckpointError(
+                    f"{source.path} holds both {names[name]!r} and {raw!r}, two names of the tensor {key!r}: it "
+                    "merges two models or was repackaged wrongly. Pick the original file."
+                )
+            names[name] = raw
 
     def keys(self) -> list[str]:
         return list(self._raw)

@@ -47,8 +47,19 @@ def _listing(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _non_float(module: nn.Module, source, present: set[str]) -> list[tuple[str, torch.dtype]]:
+    """(key, stored dtype) of the file's tensors that fill a float parameter but are not floats (casting
+    them would load integer-valued garbage); block-quantised tensors are floats in disguise."""
+    found = []
+    for key, meta in module.state_dict(keep_vars=True).items():
+        stored = stored_kind(source, key) if key in present else None
+        if isinstance(stored, torch.dtype) and meta.is_floating_point() and not stored.is_floating_point:
+            found.append((key, stored))
+    return found
+
+
 def check_keys(module: nn.Module, source, what: str, recomputed: set[str] = frozenset()) -> None:
-    """Raise StateDictMismatchError naming every missing, unexpected and mis-shaped key."""
+    """Raise StateDictMismatchError naming every missing, unexpected, mis-shaped and non-float key."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     present = set(source.keys())
     missing = [k for k in expected if k not in present and k not in recomputed]
@@ -58,7 +69,8 @@ def check_keys(module: nn.Module, source, what: str, recomputed: set[str] = froz
         for k in expected
         if k in present and tuple(source.shape(k)) != expected[k]
     ]
-    if not (missing or unexpected or shapes):
+    dtypes = [f"{k} ({stored})" for k, stored in _non_float(module, source, present)]
+    if not (missing or unexpected or shapes or dtypes):
         return
     parts = []
     if missing:
@@ -67,6 +79,8 @@ def check_keys(module: nn.Module, source, what: str, recomputed: set[str] = froz
         parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
     if shapes:
         parts.append(f"{len(shapes)} tensors of the wrong shape: {_listing(shapes, 6)}")
+    if dtypes:
+        parts.append(f"{len(dtypes)} weights stored as integers or booleans: {_listing(dtypes, 6)}")
     raise StateDictMismatchError(
         f"{source.path} does not match {what}: " + "; ".join(parts) + ". "
         "The file is damaged, from another model, or needs a different config."

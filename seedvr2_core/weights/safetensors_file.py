@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import CheckpointError
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit of the reference implementation
+MAX_DIMS = 8  # model weights have at most 5; more is damage, and keeps the size arithmetic small
+MAX_DIM = 2**63 - 1  # sizes are int64 in torch
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64,
@@ -38,7 +41,7 @@ SAFETENSORS_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorEntry:
     dtype: torch.dtype
     shape: tuple[int, ...]
@@ -53,14 +56,19 @@ def _fail(path: str, what: str) -> CheckpointError:
     )
 
 
+def _is_size(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_DIM
+
+
 def _parse_entry(path: str, name: str, raw: object, data_size: int, data_start: int) -> TensorEntry:
     if not isinstance(raw, dict):
         raise _fail(path, f"entry {name!r} is not an object")
-    dtype = SAFETENSORS_DTYPES.get(raw.get("dtype"))  # type: ignore[arg-type]
+    name_of_dtype = raw.get("dtype")
+    dtype = SAFETENSORS_DTYPES.get(name_of_dtype) if isinstance(name_of_dtype, str) else None
     if dtype is None:
         raise _fail(path, f"tensor {name!r} has unsupported dtype {raw.get('dtype')!r}")
     shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_size(d) for d in shape):
         raise _fail(path, f"tensor {name!r} has an invalid shape {shape!r}")
     offsets = raw.get("data_offsets")
     if (
@@ -77,8 +85,8 @@ def _parse_entry(path: str, name: str, raw: object, data_size: int, data_start: 
     return TensorEntry(dtype, tuple(shape), data_start + offsets[0], nbytes)
 
 
-def read_header(path: str) -> tuple[dict[str, TensorEntry], dict[str, str]]:
-    """Parse and validate the header of `path`: (entries by name, metadata)."""
+def _read_blob(path: str) -> tuple[bytes, int]:
+    """(header bytes, file size); the length field is checked against the file before anything is read."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -86,21 +94,46 @@ def read_header(path: str) -> tuple[dict[str, TensorEntry], dict[str, str]]:
             if len(head) < 8:
                 raise _fail(path, f"only {size} bytes long")
             n = int.from_bytes(head, "little")
-            if n > min(size - 8, MAX_HEADER_BYTES):
+            if n > size - 8:
                 raise _fail(path, f"header length {n} exceeds the file size {size}")
+            if n > MAX_HEADER_BYTES:
+                raise _fail(path, f"header length {n} is above the {MAX_HEADER_BYTES}-byte limit")
             blob = f.read(n)
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e}") from e
+    if len(blob) != n:
+        raise _fail(path, f"header cut short ({len(blob)} of {n} bytes)")
+    return blob, size
+
+
+def _decode_json(path: str, blob: bytes) -> dict:
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):  # json.loads would keep the last silently; readers disagree on which
+            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+            raise _fail(path, f"the name {twice!r} appears twice in one object")
+        return obj
+
     try:
-        header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        header = json.loads(blob.decode("utf-8"), object_pairs_hook=unique)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        # ValueError covers JSONDecodeError and integers longer than Python's digit limit.
         raise _fail(path, f"header is not JSON: {e}") from None
     if not isinstance(header, dict):
         raise _fail(path, "header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    return header
+
+
+def read_header(path: str) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """Parse and validate the header of `path`: (entries by name, metadata)."""
+    blob, size = _read_blob(path)
+    header = _decode_json(path, blob)
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _fail(path, "__metadata__ is not a string map")
-    data_start = 8 + n
+    data_start = 8 + len(blob)
     data_size = size - data_start
     entries = {name: _parse_entry(path, name, raw, data_size, data_start) for name, raw in header.items()}
     spans = sorted((e.begin, e.begin + e.nbytes, name) for name, e in entries.items() if e.nbytes)
