@@ -32,5 +32,7 @@ def test_swiglu_equals_silu_of_the_gate_times_the_value(rows):
     x = torch.randn(rows, 64, dtype=torch.bfloat16)
     out = torch.empty(rows, 64, dtype=torch.bfloat16)
     mlp.forward_into(x, out)
-    hidden = F.silu(F.linear(x, mlp.proj_in_gate.weight)) * F.linear(x, mlp.proj_in.weight)
-    assert torch.equal(out, F.linear(hidden, mlp.proj_out.weight))
+    # The same matmuls (their bf16 rounding depends on the kernel and thread count), the elementwise part whole.
+    hidden = F.silu(mlp.proj_in_gate(x)) * mlp.proj_in(x)
+    expected = torch.empty_like(out)
+    assert torch.equal(out, mlp.proj_out.forward_into(hidden, expected))
