@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -48,3 +51,24 @@ def output_types():
     handles, clip = pack_module("seedvr2_core.handles"), pack_module("seedvr2_core.clip")
     return {"SEEDVR2_DIT": handles.DiTHandle, "SEEDVR2_VAE": handles.VAEHandle, "SEEDVR2_LATENT": clip.ClipLatent,
             "IMAGE": torch.Tensor, "VIDEO": str}
+
+
+@contextlib.contextmanager
+def installed_test_models(folder: Path) -> Iterator[Path]:
+    """Tiny models written to folder/SEEDVR2 and found there by the nodes (the CLI's models folder variable),
+    with PyTorch on one thread: on tiny tensors a second thread only adds contention on a shared machine."""
+    from seedvr2_core.make_test_models import write_test_models
+
+    models = write_test_models(folder)
+    host = pack_module("seedvr2_core.host")
+    previous, threads = os.environ.get(host.MODELS_ENV), torch.get_num_threads()
+    os.environ[host.MODELS_ENV] = str(models)
+    torch.set_num_threads(1)
+    try:
+        yield models
+    finally:
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop(host.MODELS_ENV, None)
+        else:
+            os.environ[host.MODELS_ENV] = previous

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from node_helpers import pack_module, run_node
+from node_helpers import installed_test_models, pack_module, run_node
 from seedvr2_core.cli import main
 from seedvr2_core.errors import InputError as CoreInputError
-from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE, write_test_models
+from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE
 from seedvr2_core.transforms import frames_to_unit
 from seedvr2_core.video_io import probe, read_frames
 
@@ -27,13 +27,8 @@ errors = pack_module("seedvr2_core.errors")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    folder = write_test_models(tmp_path_factory.mktemp("models"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(host.MODELS_ENV, str(folder))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+    with installed_test_models(tmp_path_factory.mktemp("models")) as folder:
         yield folder
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from node_helpers import pack_module, run_node
-from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE, write_test_models
+from node_helpers import installed_test_models, pack_module, run_node
+from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE
 
 host = pack_module("seedvr2_core.host")
 errors = pack_module("seedvr2_core.errors")
@@ -26,13 +26,8 @@ SEEN_AS = {"out of memory": errors.MemoryPlanError, "Ctrl-C": KeyboardInterrupt}
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    folder = write_test_models(tmp_path_factory.mktemp("models"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(host.MODELS_ENV, str(folder))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+    with installed_test_models(tmp_path_factory.mktemp("models")) as folder:
         yield folder
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=[0, 2], ids=["resident", "2 blocks swapped"])

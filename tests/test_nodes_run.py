@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from media_build import synthetic_frames, write_video
-from node_helpers import output_types, pack_module, run_node, spec_by_id
-from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE, write_test_models
+from node_helpers import installed_test_models, output_types, pack_module, run_node, spec_by_id
+from seedvr2_core.make_test_models import DIT_FILE, VAE_FILE
 from seedvr2_core.video_io import probe, read_frames
 
 host = pack_module("seedvr2_core.host")
@@ -25,13 +25,8 @@ sizing = pack_module("seedvr2_core.sizing")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    folder = write_test_models(tmp_path_factory.mktemp("models"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(host.MODELS_ENV, str(folder))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared machine
+    with installed_test_models(tmp_path_factory.mktemp("models")) as folder:
         yield folder
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
