@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,3 +59,13 @@ def pytest_terminal_summary(terminalreporter):
             f"hostile {name}: {t.inputs} inputs ({t.refused} refused), slowest {t.slowest * 1000:.1f} ms, "
             f"Python peak up to {t.python_peak / 1024:.0f} KiB and {t.python_ratio:.1f}x the input (inputs of 1 KiB "
             "or more)")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """PyTorch on one thread for a module of tiny models: on a shared 2-core machine, waiting on a busy second
+    OpenMP thread costs milliseconds per op, many times the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from media_build import synthetic_frames
 
@@ -18,14 +17,6 @@ from seedvr2_core.pipeline import restore
 from seedvr2_core.text import find_text_embedding
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_tiny_sizes_are_the_golden_models(golden):

@@ -23,14 +23,6 @@ def tiny(tmp_path_factory):
     return dit, load_vae(folder / "ema_vae_fp16.safetensors"), find_text_embedding([folder], dit)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("overlap", [0, 2])
 def test_continuing_from_a_saved_state_equals_the_whole_stream(tiny, one_thread, overlap):
     dit, vae, text = tiny

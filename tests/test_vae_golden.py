@@ -15,7 +15,9 @@ from seedvr2_core import (
     VAETiling,
     load_vae,
 )
-from tests.vae_helpers import TOL, golden_vae, one_thread  # noqa: F401 (autouse fixture)
+from tests.vae_helpers import TOL, golden_vae
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 SCALE = 0.9152
 

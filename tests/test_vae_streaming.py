@@ -13,7 +13,9 @@ import torch
 
 from seedvr2_core import VAETiling
 from seedvr2_core.host import interrupt_checks
-from tests.vae_helpers import one_thread, random_vae, video  # noqa: F401 (autouse fixture)
+from tests.vae_helpers import random_vae, video
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 PROBE = Path(__file__).with_name("vae_rss_probe.py")
 

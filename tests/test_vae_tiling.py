@@ -14,7 +14,9 @@ from seedvr2_core.vae.cost import plan_tiling
 from seedvr2_core.vae.program import ConvStep
 from seedvr2_core.vae.tiles import overlapping, ramp_weights, split
 from seedvr2_core.vae.tiling import frame_plan
-from tests.vae_helpers import one_thread, psnr, random_vae, video  # noqa: F401 (autouse fixture)
+from tests.vae_helpers import psnr, random_vae, video
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 @settings(deadline=None)

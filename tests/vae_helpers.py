@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from seedvr2_core import VAEConfig, VideoAutoencoder, load_vae, make_vae_config
@@ -40,14 +39,4 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(peak * peak / mse)).item()
 
 
-__all__ = ["TOL", "VAEConfig", "golden_vae", "one_thread", "psnr", "random_vae", "video"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models in one thread: on a shared 2-core box, waiting on a busy second OpenMP thread costs
-    milliseconds per op, 50x the work itself."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+__all__ = ["TOL", "VAEConfig", "golden_vae", "psnr", "random_vae", "video"]
