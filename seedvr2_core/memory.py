@@ -31,6 +31,7 @@ from .dit.rope import rotated_dims
 from .dit.windows import partition_windows
 from .offload import ALIGN
 from .residency import tensor_groups
+from .sizing import padded_frame_count
 from .vae.cost import RUNTIME_BYTES as VAE_RUNTIME_BYTES
 from .vae.cost import estimate as vae_estimate
 from .vae.tiling import VAETiling
@@ -216,6 +217,15 @@ def sampler_io(latent_thw: tuple[int, int, int], txt_len: int, txt_dim: int) -> 
     """Device bytes of the sampler's float32 tensors: condition, noise, DiT input, text, velocity, x_0."""
     n_lat = math.prod(latent_thw)
     return n_lat * (16 + 16 + 33 + 16 + 16) * 4 + txt_len * txt_dim * 4
+
+
+def dit_step_bytes(cfg: DiTConfig, frames: int, height: int, width: int, txt_len: int, dtype: torch.dtype,
+                   device: str = "cuda", varlen: bool = False, largest_cast: int = 0) -> int:
+    """Peak bytes of one DiT step on a batch of `frames` frames of height x width (padded to 4n+1 frames),
+    weights excluded: the forward's working set and the sampler's tensors."""
+    lat = latent_thw(padded_frame_count(frames), height, width)
+    return (dit_working_set(cfg, lat, txt_len, dtype, device, varlen, largest_cast)
+            + sampler_io(lat, txt_len, cfg.txt_in_dim))
 
 
 # -- the VAE and the colour fix -----------------------------------------------------------------------

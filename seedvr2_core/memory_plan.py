@@ -30,9 +30,7 @@ from .memory import (
     DiTWeights,
     PhaseBytes,
     color_working_set,
-    dit_working_set,
-    latent_thw,
-    sampler_io,
+    dit_step_bytes,
     vae_working_set,
 )
 from .memory_options import ALL, AUTO, MemoryOptions, format_bytes
@@ -140,10 +138,9 @@ class PlanSearch:
 
     def _dit(self, frames: int) -> int:
         m, w = self.models, self.work
-        lat = latent_thw(padded_frame_count(frames), w.height, w.width)
-        return self._cached(("dit", frames), lambda: dit_working_set(
-            m.dit_config, lat, w.txt_len, m.dit_dtype, self.target.device_type, m.varlen_attention,
-            m.dit_weights.largest_cast) + sampler_io(lat, w.txt_len, m.dit_config.txt_in_dim))
+        return self._cached(("dit", frames), lambda: dit_step_bytes(
+            m.dit_config, frames, w.height, w.width, w.txt_len, m.dit_dtype, self.target.device_type,
+            m.varlen_attention, m.dit_weights.largest_cast))
 
     def _vae(self, op: str, frames: int, tiling: VAETiling) -> int:
         m, w = self.models, self.work

@@ -27,7 +27,7 @@ from .clip import ClipLatent, decode_clip, encode_clip, restore_clip
 from .dit.observers import InterruptObserver, observing
 from .handles import DiTHandle, VAEHandle
 from .images import attach_alpha, check_images, resize_alpha, split_alpha
-from .memory import dit_working_set, latent_thw, sampler_io
+from .memory import dit_step_bytes
 from .pipeline import RestoreOptions, restore_stream
 from .progress import FrameProgress
 from .sizing import SizePlan, SizeRequest, plan_size
@@ -44,11 +44,9 @@ def dit_activation_bytes(dit: DiTHandle, plan: SizePlan, batch_size: int) -> int
     """Peak bytes of one DiT step beyond its weights (the memory plan's model: activations, attention
     scratch, the sampler's tensors) on a batch of `batch_size` frames at `plan`'s size; ComfyUI keeps this
     much free when it loads the models."""
-    cfg, device = dit.model.config, dit.placement.device
-    thw = latent_thw(4 * ((batch_size - 1 + 3) // 4) + 1, *plan.padded_hw)  # padded to 4n+1 frames
-    varlen = dit.model._backend(device).varlen
-    return (dit_working_set(cfg, thw, len(dit.text), dit.placement.dtype, device.type, varlen)
-            + sampler_io(thw, len(dit.text), cfg.txt_in_dim))
+    device = dit.placement.device
+    return dit_step_bytes(dit.model.config, batch_size, *plan.padded_hw, len(dit.text), dit.placement.dtype,
+                          device.type, dit.model._backend(device).varlen)
 
 
 @contextlib.contextmanager
