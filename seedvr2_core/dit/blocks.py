@@ -16,7 +16,7 @@ from torch import nn
 from ..attention import AttentionBackend
 from ..config import DiTConfig
 from ..ops import Linear, RMSNorm, rms_norm
-from .rope import rope_frequencies
+from .rope import norm_rope_, rope_frequencies
 from .window_attention import WindowPlan, window_attention
 
 STREAMS = ("vid", "txt")
@@ -72,20 +72,21 @@ MLPS = {"swiglu": SwiGLU, "normal": GeluMLP}
 class AdaSingle(nn.Module):
     """Learned offsets added to the shared timestep modulation (`e` viewed as (d, layers, 3))."""
 
+    KINDS = ("shift", "scale", "gate")
+
     def __init__(self, dim: int, layers: tuple[str, ...]):
         super().__init__()
         self.layers = layers
         for layer in layers:
-            for kind in ("shift", "scale", "gate"):
+            for kind in self.KINDS:
                 self.register_parameter(f"{layer}_{kind}", nn.Parameter(torch.zeros(dim)))
 
-    def vectors(self, e: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """e (b, d, layers, 3) -> shift, scale, gate (b, d), float32."""
-        i = self.layers.index(layer)
-        return tuple(
-            e[:, :, i, g].float() + getattr(self, f"{layer}_{kind}").float()
-            for g, kind in enumerate(("shift", "scale", "gate"))
-        )
+    def vectors(self, e: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """e (b, d, layers, 3) -> {layer: (shift, scale, gate)}, each (b, d): summed in float32, then in `dtype`."""
+        offsets = torch.stack([getattr(self, f"{layer}_{kind}") for layer in self.layers for kind in self.KINDS])
+        e = e.permute(0, 2, 3, 1).float() + offsets.float().view(len(self.layers), 3, -1)  # (b, layers, 3, d)
+        e = e.to(dtype, memory_format=torch.contiguous_format)  # unit stride over d: the kernels vectorise
+        return {layer: tuple(e[:, i].unbind(1)) for i, layer in enumerate(self.layers)}
 
 
 class RopeFrequencies(nn.Module):
@@ -149,7 +150,6 @@ Mod = list[tuple[Rows, tuple[torch.Tensor, ...]]]  # row ranges and their (b, d)
 def modulate_(x: torch.Tensor, mods: Mod) -> torch.Tensor:
     """x[rows] = x[rows] * scale + shift in place, per sample (AdaSingle "in")."""
     for rows, (shift, scale, _) in mods:
-        shift, scale = shift.to(x.dtype), scale.to(x.dtype)
         for a, b, i in rows:
             torch.addcmul(shift[i], x[a:b], scale[i], out=x[a:b])
     return x
@@ -158,7 +158,6 @@ def modulate_(x: torch.Tensor, mods: Mod) -> torch.Tensor:
 def gated_add(x: torch.Tensor, h: torch.Tensor, mods: Mod, out: torch.Tensor) -> torch.Tensor:
     """out[rows] = x[rows] + h[rows] * gate, per sample (AdaSingle "out" plus the residual)."""
     for rows, (_, _, gate) in mods:
-        gate = gate.to(x.dtype)
         for a, b, i in rows:
             torch.addcmul(x[a:b], h[a:b], gate[i], out=out[a:b])
     return out
@@ -171,16 +170,6 @@ def run_streams(streams: Streams, x: torch.Tensor, n_vid: int, width: int) -> to
         return streams.all.forward_into(x, out)
     streams.vid.forward_into(x[:n_vid], out[:n_vid])
     streams.txt.forward_into(x[n_vid:], out[n_vid:])
-    return out
-
-
-def norm_streams(streams: Streams, x: torch.Tensor, n_vid: int, eps: float) -> torch.Tensor:
-    """Per-stream RMSNorm with weight over the last dim of packed rows x (N, H, D)."""
-    if streams.shared:
-        return rms_norm(x, streams.all.weight, eps)
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    rms_norm(x[:n_vid], streams.vid.weight, eps, out=out[:n_vid])
-    rms_norm(x[n_vid:], streams.txt.weight, eps, out=out[n_vid:])
     return out
 
 
@@ -200,9 +189,12 @@ class Attention(nn.Module):
         """Packed normalised tokens a (N, d) -> attention output (N, d)."""
         n_vid = ctx.layout.n_vid
         qkv = run_streams(self.proj_qkv, a, n_vid, 3 * self.inner).view(len(a), 3, self.heads, self.head_dim)
-        q = norm_streams(self.norm_q, qkv[:, 0], n_vid, self.eps)  # (N, H, D)
-        k = norm_streams(self.norm_k, qkv[:, 1], n_vid, self.eps)
-        out = window_attention(q, k, qkv[:, 2], plan, ctx.backend, ctx.bf16_qkv)  # (N, H, D)
+        rot = plan.rot
+        streams = [(0, len(a), "all")] if self.norm_q.shared else [(0, n_vid, "vid"), (n_vid, len(a), "txt")]
+        for start, stop, stream in streams:
+            weight = torch.stack([self.norm_q[stream].weight, self.norm_k[stream].weight])[:, None]  # (2, 1, D)
+            norm_rope_(qkv[start:stop, :2], weight, None if rot is None else rot[start:stop], self.eps)
+        out = window_attention(qkv, plan, ctx.backend, ctx.bf16_qkv)  # (N, H, D)
         return run_streams(self.proj_out, out.view(len(a), self.inner), n_vid, self.dim)
 
 
@@ -224,33 +216,36 @@ class MMDiTBlock(nn.Module):
         self.mlp = Streams(lambda: MLPS[cfg.mlp_type](cfg.vid_dim, cfg.mlp_hidden_dim), shared)
         self.ada = Streams(lambda: AdaSingle(cfg.vid_dim, ("attn", "mlp")), shared)
 
-    def _mods(self, ctx: BlockContext, layer: str) -> Mod:
+    def _mods(self, ctx: BlockContext, dtype: torch.dtype) -> dict[str, Mod]:
+        """{"attn": Mod, "mlp": Mod}: each stream's modulation vectors with the rows they apply to."""
         layout = ctx.layout
         if self.vid_only:
-            return [(layout.vid, self.ada["vid"].vectors(ctx.emb, layer))]
-        if self.ada.shared:
-            return [(layout.both, self.ada.all.vectors(ctx.emb, layer))]
-        return [(layout.vid, self.ada.vid.vectors(ctx.emb, layer)), (layout.txt, self.ada.txt.vectors(ctx.emb, layer))]
+            streams = [(layout.vid, self.ada["vid"])]
+        elif self.ada.shared:
+            streams = [(layout.both, self.ada.all)]
+        else:
+            streams = [(layout.vid, self.ada.vid), (layout.txt, self.ada.txt)]
+        vectors = [(rows, ada.vectors(ctx.emb, dtype)) for rows, ada in streams]
+        return {layer: [(rows, v[layer]) for rows, v in vectors] for layer in ("attn", "mlp")}
 
     def forward(self, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
         """Packed hidden state (N, d) -> (N, d)."""
         n_vid = ctx.layout.n_vid
-        mods = self._mods(ctx, "attn")
-        a = modulate_(rms_norm(x, None, self.eps), mods)
+        mods = self._mods(ctx, x.dtype)
+        a = modulate_(rms_norm(x, None, self.eps), mods["attn"])
         h = self.attn(a, ctx.plans[self.shifted], ctx)
-        out = gated_add(x, h, mods, torch.empty_like(x))
+        out = gated_add(x, h, mods["attn"], torch.empty_like(x))
         if self.vid_only:
             # Official quirk (vid-only modules pass text through, then add the residual once more):
             # the text stream leaves the last block as 2 * (txt + attn_txt). It is discarded anyway.
             torch.add(x[n_vid:], h[n_vid:], out=out[n_vid:]).mul_(2)
-            self._mlp_(out[:n_vid], ctx, n_vid)
+            self._mlp_(out[:n_vid], mods["mlp"], n_vid)
         else:
-            self._mlp_(out, ctx, n_vid)
+            self._mlp_(out, mods["mlp"], n_vid)
         return out
 
-    def _mlp_(self, x: torch.Tensor, ctx: BlockContext, n_vid: int) -> None:
+    def _mlp_(self, x: torch.Tensor, mods: Mod, n_vid: int) -> None:
         """x += MLP(modulated norm of x) * gate, in place, on the rows given (all, or video only)."""
-        mods = self._mods(ctx, "mlp")
         m = modulate_(rms_norm(x, None, self.eps), mods)
         if self.vid_only:
             m = self.mlp["vid"].forward_into(m, torch.empty_like(m))
