@@ -21,6 +21,7 @@ from .window_attention import WindowPlan, window_attention
 
 STREAMS = ("vid", "txt")
 MLP_CHUNK_BYTES = 1 << 20  # rows of the MLP's hidden activation processed together (fits a core's L2)
+STEP_BYTES = 1 << 19  # rows of the hidden state the norm and modulation steps work on together
 
 
 class Streams(nn.Module):
@@ -155,6 +156,33 @@ def modulate_(x: torch.Tensor, mods: Mod) -> torch.Tensor:
     return x
 
 
+def _steps(rows: Rows, x: torch.Tensor):
+    """(start, stop, sample) pieces of `rows`, each at most STEP_BYTES of x's rows."""
+    n = max(1, STEP_BYTES // (x[0].numel() * x.element_size()))
+    for a, b, i in rows:
+        for start in range(a, b, n):
+            yield start, min(start + n, b), i
+
+
+def norm_modulate(x: torch.Tensor, mods: Mod, eps: float, out: torch.Tensor) -> torch.Tensor:
+    """out[rows] = rms_norm(x[rows]) * scale + shift, for the rows `mods` covers, a few rows at a time."""
+    for rows, (shift, scale, _) in mods:
+        for a, b, i in _steps(rows, x):
+            y = rms_norm(x[a:b], None, eps, out=out[a:b])
+            torch.addcmul(shift[i], y, scale[i], out=y)
+    return out
+
+
+def residual_norm_modulate(x, h, gates: Mod, mods: Mod, eps: float, out: torch.Tensor, normed: torch.Tensor):
+    """out = x + h * gate (`gates`), then normed = rms_norm(out) * scale + shift (`mods`, same rows), a few rows
+    at a time: each step's rows are still in cache for the norm and the modulation."""
+    for (rows, (_, _, gate)), (_, (shift, scale, _)) in zip(gates, mods):
+        for a, b, i in _steps(rows, x):
+            o = torch.addcmul(x[a:b], h[a:b], gate[i], out=out[a:b])
+            y = rms_norm(o, None, eps, out=normed[a:b])
+            torch.addcmul(shift[i], y, scale[i], out=y)
+
+
 def gated_add(x: torch.Tensor, h: torch.Tensor, mods: Mod, out: torch.Tensor) -> torch.Tensor:
     """out[rows] = x[rows] + h[rows] * gate, per sample (AdaSingle "out" plus the residual)."""
     for rows, (_, _, gate) in mods:
@@ -232,23 +260,18 @@ class MMDiTBlock(nn.Module):
         """Packed hidden state (N, d) -> (N, d)."""
         n_vid = ctx.layout.n_vid
         mods = self._mods(ctx, x.dtype)
-        a = modulate_(rms_norm(x, None, self.eps), mods["attn"])
+        a = norm_modulate(x, mods["attn"], self.eps, torch.empty_like(x))
+        if self.vid_only:  # its text rows are normalised, not modulated
+            rms_norm(x[n_vid:], None, self.eps, out=a[n_vid:])
         h = self.attn(a, ctx.plans[self.shifted], ctx)
-        out = gated_add(x, h, mods["attn"], torch.empty_like(x))
+        out, m = torch.empty_like(x), a  # a is spent: its rows take the MLP's input
+        residual_norm_modulate(x, h, mods["attn"], mods["mlp"], self.eps, out, m)
         if self.vid_only:
             # Official quirk (vid-only modules pass text through, then add the residual once more):
             # the text stream leaves the last block as 2 * (txt + attn_txt). It is discarded anyway.
             torch.add(x[n_vid:], h[n_vid:], out=out[n_vid:]).mul_(2)
-            self._mlp_(out[:n_vid], mods["mlp"], n_vid)
+            m = self.mlp["vid"].forward_into(m[:n_vid], torch.empty_like(m[:n_vid]))
+            gated_add(out, m, mods["mlp"], out)
         else:
-            self._mlp_(out, mods["mlp"], n_vid)
+            gated_add(out, run_streams(self.mlp, m, n_vid, self.dim), mods["mlp"], out)
         return out
-
-    def _mlp_(self, x: torch.Tensor, mods: Mod, n_vid: int) -> None:
-        """x += MLP(modulated norm of x) * gate, in place, on the rows given (all, or video only)."""
-        m = modulate_(rms_norm(x, None, self.eps), mods)
-        if self.vid_only:
-            m = self.mlp["vid"].forward_into(m, torch.empty_like(m))
-        else:
-            m = run_streams(self.mlp, m, n_vid, self.dim)
-        gated_add(x, m, mods, x)
