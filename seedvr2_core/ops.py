@@ -45,10 +45,19 @@ class Linear(nn.Linear):
         return torch.addmm(cast_weight(self.bias, x), x, w.t(), out=out)
 
 
+_EPS: dict[tuple[float, torch.device], torch.Tensor] = {}
+
+
 def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """1 / sqrt(mean(x**2, last dim) + eps), float32, keepdim: the mean square accumulated in float32."""
+    """1 / sqrt(mean(x**2, last dim) + eps), float32, keepdim: the mean square accumulated in float32.
+
+    Three operations (norm, fused square-scale-add, rsqrt): this runs on small row steps, many times a block.
+    """
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    return norm.square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+    key = (eps, x.device)
+    if key not in _EPS:
+        _EPS[key] = torch.tensor(eps, dtype=torch.float32, device=x.device)
+    return torch.addcmul(_EPS[key], norm, norm, value=1.0 / x.shape[-1], out=norm).rsqrt_()
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,8 +20,8 @@ from .rope import norm_rope_, rope_frequencies
 from .window_attention import WindowPlan, window_attention
 
 STREAMS = ("vid", "txt")
-MLP_CHUNK_BYTES = 1 << 20  # rows of the MLP's hidden activation processed together (fits a core's L2)
-STEP_BYTES = 1 << 19  # rows of the hidden state the norm and modulation steps work on together
+MLP_CHUNK_BYTES = 2 << 20  # rows of the MLP's hidden activation processed together (fits a core's L2)
+STEP_BYTES = 1 << 20  # rows of the hidden state the norm and modulation steps work on together
 
 
 class Streams(nn.Module):

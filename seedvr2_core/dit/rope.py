@@ -21,7 +21,7 @@ import torch
 from ..config import DiTConfig
 from ..ops import cast_weight, inverse_rms
 
-CHUNK_BYTES = 1 << 20  # float32 rows of q and k worked together by `norm_rope_`: they stay in a core's cache
+CHUNK_BYTES = 2 << 20  # float32 rows of q and k worked together by `norm_rope_`: they stay in a core's cache
 
 
 def rope_frequencies(cfg: DiTConfig) -> torch.Tensor:

@@ -30,7 +30,7 @@ class WindowGroup:
     shape: tuple[int, int, int]
     vid_len: int
     index: torch.Tensor  # (G, vid_len + txt_len) rows into the packed [video ; text] token array
-    txt_rows: torch.Tensor | None = None  # (txt_len,) text rows when every window has the same text
+    txt_span: tuple[int, int] | None = None  # text rows (from the first text row) shared by every window, if so
 
 
 @dataclass
@@ -78,8 +78,9 @@ def build_window_plan(
             angles = window.new_zeros(n_vid + n_txt, window.shape[1]) if angles is None else angles
             angles[index] = window.expand(len(index), *window.shape)
         txt = index[:, vid_len:]
-        same_text = bool((txt == txt[:1]).all())
-        groups.append(WindowGroup(shape, vid_len, index.to(device), txt[0].to(device) if same_text else None))
+        # One sample's text in every window: its rows are consecutive, a slice serves.
+        span = (int(txt[0, 0]) - n_vid, int(txt[0, -1]) - n_vid + 1) if txt.numel() and bool((txt == txt[:1]).all()) else None
+        groups.append(WindowGroup(shape, vid_len, index.to(device), span))
     if angles is not None and not angles[n_vid:].any():
         angles = angles[:n_vid]  # text is not rotated (7B): rotate the video rows only
     rot = rotation(angles).to(device) if angles is not None else None
@@ -101,21 +102,26 @@ def window_attention(qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBack
     else:
         outputs = (_dense_group(qkv, g, bf16_qkv) for g in plan.groups)
     for group, out in zip(plan.groups, outputs):  # out: (G, L, H, D)
-        vid_rows = group.index[:, : group.vid_len].reshape(-1)
-        vid_out.index_copy_(0, vid_rows, out[:, : group.vid_len].reshape(-1, heads, dim).to(vid_out.dtype))
-        txt_out = out[:, group.vid_len :].float()  # (G, txt_len, H, D)
-        if group.txt_rows is not None:  # one sample's text in every window: a plain sum
-            txt_sum[group.txt_rows - plan.n_vid] += txt_out.sum(0)
-        else:
+        vid_out.index_put_((group.index[:, : group.vid_len],), out[:, : group.vid_len].to(vid_out.dtype))
+        if group.txt_span is not None:
+            a, b = group.txt_span
+            txt_sum[a:b] += torch.sum(out[:, group.vid_len :], 0, dtype=torch.float32)
+        elif group.index.shape[1] > group.vid_len:
             txt_rows = group.index[:, group.vid_len :].reshape(-1) - plan.n_vid
-            txt_sum.index_add_(0, txt_rows, txt_out.reshape(-1, heads, dim))
+            txt_sum.index_add_(0, txt_rows, out[:, group.vid_len :].reshape(-1, heads, dim).float())
     torch.div(txt_sum, plan.txt_windows, out=txt_sum)
     out_all[plan.n_vid :] = txt_sum
     return out_all
 
 
+def _gather(x: torch.Tensor, group: WindowGroup) -> torch.Tensor:
+    """x's rows for every window of the group, (G, L, *x.shape[1:]). index_select copies whole rows (2-3x
+    faster on CPU than advanced indexing, which goes element by element)."""
+    return torch.index_select(x, 0, group.index.view(-1)).view(*group.index.shape, *x.shape[1:])
+
+
 def _dense_group(qkv: torch.Tensor, group: WindowGroup, bf16_qkv: bool) -> torch.Tensor:
-    q, k, v = qkv[group.index].unbind(2)  # one gather of (G, L, 3, H, D), then three views
+    q, k, v = _gather(qkv, group).unbind(2)  # one gather of (G, L, 3, H, D), then three views
     if bf16_qkv:
         # The official flash-attn call sees bf16 q, k, v and returns bf16; accumulate in float32.
         q, k, v = (x.bfloat16().float() for x in (q, k, v))
@@ -124,7 +130,7 @@ def _dense_group(qkv: torch.Tensor, group: WindowGroup, bf16_qkv: bool) -> torch
 
 
 def _varlen_groups(qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool):
-    packed = torch.cat([qkv[g.index].flatten(0, 1) for g in plan.groups])  # (total, 3, H, D), window by window
+    packed = torch.cat([_gather(qkv, g).flatten(0, 1) for g in plan.groups])  # (total, 3, H, D), window by window
     dtype = torch.bfloat16 if bf16_qkv or qkv.dtype == torch.float32 else qkv.dtype
     q, k, v = (x.to(dtype).contiguous() for x in packed.unbind(1))
     out = varlen_attention(backend, q, k, v, plan.cu_seqlens, plan.max_len).to(qkv.dtype)
