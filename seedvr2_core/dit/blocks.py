@@ -82,7 +82,7 @@ class AdaSingle(nn.Module):
             for kind in self.KINDS:
                 self.register_parameter(f"{layer}_{kind}", nn.Parameter(torch.zeros(dim)))
 
-    def vectors(self, e: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def vectors(self, e: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, ...]]:
         """e (b, d, layers, 3) -> {layer: (shift, scale, gate)}, each (b, d): summed in float32, then in `dtype`."""
         offsets = torch.stack([getattr(self, f"{layer}_{kind}") for layer in self.layers for kind in self.KINDS])
         e = e.permute(0, 2, 3, 1).float() + offsets.float().view(len(self.layers), 3, -1)  # (b, layers, 3, d)

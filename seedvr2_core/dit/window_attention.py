@@ -78,8 +78,9 @@ def build_window_plan(
             angles = window.new_zeros(n_vid + n_txt, window.shape[1]) if angles is None else angles
             angles[index] = window.expand(len(index), *window.shape)
         txt = index[:, vid_len:]
-        # One sample's text in every window: its rows are consecutive, a slice serves.
-        span = (int(txt[0, 0]) - n_vid, int(txt[0, -1]) - n_vid + 1) if txt.numel() and bool((txt == txt[:1]).all()) else None
+        span = None
+        if txt.numel() and bool((txt == txt[:1]).all()):  # one sample's text in every window: consecutive rows
+            span = (int(txt[0, 0]) - n_vid, int(txt[0, -1]) - n_vid + 1)
         groups.append(WindowGroup(shape, vid_len, index.to(device), span))
     if angles is not None and not angles[n_vid:].any():
         angles = angles[:n_vid]  # text is not rotated (7B): rotate the video rows only
@@ -91,8 +92,10 @@ def build_window_plan(
     return plan
 
 
-def window_attention(qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool = False) -> torch.Tensor:
-    """Packed qkv (n_vid + n_txt, 3, H, D), q and k normalised and rotated by `plan.rot` -> output (n_vid + n_txt, H, D)."""
+def window_attention(
+    qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool = False
+) -> torch.Tensor:
+    """Packed qkv (n_vid + n_txt, 3, H, D), q and k normalised and rotated by `plan.rot` -> (n_vid + n_txt, H, D)."""
     heads, dim = qkv.shape[2:]
     out_all = qkv.new_empty(plan.n_vid + plan.n_txt, heads, dim)
     vid_out = out_all[: plan.n_vid]
