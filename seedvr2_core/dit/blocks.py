@@ -264,7 +264,7 @@ class MMDiTBlock(nn.Module):
         if self.vid_only:  # its text rows are normalised, not modulated
             rms_norm(x[n_vid:], None, self.eps, out=a[n_vid:])
         h = self.attn(a, ctx.plans[self.shifted], ctx)
-        out, m = torch.empty_like(x), a  # a is spent: its rows take the MLP's input
+        out, m = torch.empty_like(x), torch.empty_like(x)
         residual_norm_modulate(x, h, mods["attn"], mods["mlp"], self.eps, out, m)
         if self.vid_only:
             # Official quirk (vid-only modules pass text through, then add the residual once more):
