@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import DiTConfig
-from .dit import rope
 from .dit.rope import rotated_dims
 from .dit.windows import partition_windows
 from .offload import ALIGN
@@ -157,24 +156,23 @@ def window_groups(cfg: DiTConfig, grid: tuple[int, int, int], shifted: bool) -> 
 def _attention_peak(cfg: DiTConfig, groups, n_vid: int, n_txt: int, elem: int, varlen: bool, device: str) -> int:
     """Bytes of `Attention.forward` at its worst moment, beyond the block's input and normed input."""
     i, n = cfg.inner_dim, n_vid + n_txt
-    # q and k normalised and rotated in place in qkv, a few rows at a time (float32 steps unless float32)
-    step_rows = min(n, max(1, rope.CHUNK_BYTES // (2 * i * 4)))
-    norm_rope = 3 * n * i * elem + (0 if elem == 4 else step_rows * 2 * i * 4)
-    # the normed input; then qkv (3) and the packed output; the float32 text sum
-    fixed = n * cfg.vid_dim * elem + 4 * n * i * elem + n_txt * i * 4
+    # the normed input; qkv (3), q, k, the packed output; the float32 text sum
+    fixed = n * cfg.vid_dim * elem + 6 * n * i * elem + n_txt * i * 4
     sizes = [g * (v + n_txt) for g, v in groups]  # tokens gathered per group (text joins every window)
     if varlen:
         # Every group gathered (q, k, v lists), then concatenated, then the kernel's output.
         return fixed + 7 * sum(sizes) * i * elem
+    rope_temp = 0 if elem == 4 else 2 * cfg.heads * rotated_dims(cfg) * 4  # float32 copy and product, per token
     scratch = SDPA_SCRATCH.get((device, elem), 0.0)
     threads = torch.get_num_threads() if device == "cpu" else 0
     peak, prev = 0, 0
     for (_, v), tokens in zip(groups, sizes):
         # The previous group's output is still referenced while the next one is computed.
-        sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered (one tensor), the attention output
+        sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered, the attention output
         sdpa += tokens * cfg.heads * 4 + threads * _cpu_sdpa_thread_bytes(v + n_txt, cfg.head_dim, elem)  # log-sum-exp
-        peak, prev = max(peak, sdpa), tokens * i * elem
-    return max(n * cfg.vid_dim * elem + norm_rope, fixed + peak)
+        rotate_k = prev + 2 * tokens * i * elem + tokens * rope_temp
+        peak, prev = max(peak, sdpa, rotate_k), tokens * i * elem
+    return fixed + peak
 
 
 def _mlp_peak(cfg: DiTConfig, index: int, n_vid: int, n_txt: int, elem: int) -> int:
