@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import DiTConfig
+from .dit import rope
 from .dit.rope import rotated_dims
 from .dit.windows import partition_windows
 from .offload import ALIGN
@@ -47,6 +48,10 @@ COLOR_SCRATCH = {"wavelet": 5.1, "adain": 1.1, "lab": 11.5, "hsv": 6.1, "none": 
 # memory-efficient kernels none.
 SDPA_SCRATCH = {("cpu", 2): 2.0}
 KV_SPLIT = 512  # the CPU flash kernel's key block
+# Scratch a matmul takes through the allocator, in copies of its weight: oneDNN's 16-bit CPU matmul
+# re-packs the weight (measured with the tracked allocator: 2.0x for narrow weights, 0.1 to 1.3x for
+# the 3B's); float32 and CUDA none.
+MATMUL_SCRATCH = {("cpu", 2): 2.0}
 # Convolution scratch the device allocator holds during a VAE conv, in padded conv inputs (`vae/cost.py`'s
 # `scratch`). CPU: oneDNN's scratchpad goes through PyTorch's allocator and measured 1 % of the input
 # (benchmarks/memory_plan.py); vae/cost.py's own default (0.7 to 1.3) is fitted to RSS instead. CUDA:
@@ -156,33 +161,39 @@ def window_groups(cfg: DiTConfig, grid: tuple[int, int, int], shifted: bool) -> 
 def _attention_peak(cfg: DiTConfig, groups, n_vid: int, n_txt: int, elem: int, varlen: bool, device: str) -> int:
     """Bytes of `Attention.forward` at its worst moment, beyond the block's input and normed input."""
     i, n = cfg.inner_dim, n_vid + n_txt
-    # the normed input; qkv (3), q, k, the packed output; the float32 text sum
-    fixed = n * cfg.vid_dim * elem + 6 * n * i * elem + n_txt * i * 4
+    # q and k normalised and rotated in place in qkv, a few rows at a time (float32 steps unless float32)
+    step_rows = min(n, max(1, rope.CHUNK_BYTES // (2 * i * 4)))
+    norm_rope = 3 * n * i * elem + (0 if elem == 4 else step_rows * 2 * i * 4)
+    # the normed input; then qkv (3) and the packed output; the float32 text sum
+    fixed = n * cfg.vid_dim * elem + 4 * n * i * elem + n_txt * i * 4
     sizes = [g * (v + n_txt) for g, v in groups]  # tokens gathered per group (text joins every window)
     if varlen:
         # Every group gathered (q, k, v lists), then concatenated, then the kernel's output.
         return fixed + 7 * sum(sizes) * i * elem
-    rope_temp = 0 if elem == 4 else 2 * cfg.heads * rotated_dims(cfg) * 4  # float32 copy and product, per token
     scratch = SDPA_SCRATCH.get((device, elem), 0.0)
     threads = torch.get_num_threads() if device == "cpu" else 0
     peak, prev = 0, 0
     for (_, v), tokens in zip(groups, sizes):
         # The previous group's output is still referenced while the next one is computed.
-        sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered, the attention output
+        sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered (one tensor), the attention output
         sdpa += tokens * cfg.heads * 4 + threads * _cpu_sdpa_thread_bytes(v + n_txt, cfg.head_dim, elem)  # log-sum-exp
-        rotate_k = prev + 2 * tokens * i * elem + tokens * rope_temp
-        peak, prev = max(peak, sdpa, rotate_k), tokens * i * elem
-    return fixed + peak
+        peak, prev = max(peak, sdpa), tokens * i * elem
+    return max(n * cfg.vid_dim * elem + norm_rope, fixed + peak)
 
 
-def _mlp_peak(cfg: DiTConfig, index: int, n_vid: int, n_txt: int, elem: int) -> int:
+def _mlp_peak(cfg: DiTConfig, index: int, n_vid: int, n_txt: int, elem: int, device: str) -> int:
     """Bytes of the block's MLP half at its worst moment, beyond the block's input."""
     n, d = n_vid + n_txt, cfg.vid_dim
     vid_only = cfg.last_layer_vid_only and index == cfg.num_layers - 1
     rows = n if not (vid_only or cfg.is_mm_layer(index)) else n_vid  # per-stream MLPs run video rows first
     out_rows = n_vid if vid_only else n
-    # normed input, attention output, block output; MLP input and output; two hidden activations
-    return (3 * n + 2 * out_rows) * d * elem + 2 * rows * cfg.mlp_hidden_dim * elem
+    hidden = rows * cfg.mlp_hidden_dim * elem
+    scratch = int(MATMUL_SCRATCH.get((device, elem), 0.0) * d * cfg.mlp_hidden_dim * elem)
+    # SwiGLU: gate and value, while the value's projection runs; GELU: the projection's output and the
+    # activation, or one hidden tensor while a projection runs.
+    inner = 2 * hidden + scratch if cfg.mlp_type == "swiglu" else max(2 * hidden, hidden + scratch)
+    # normed input, attention output, block output; MLP input and output; the MLP's own tensors
+    return (3 * n + 2 * out_rows) * d * elem + inner
 
 
 def dit_working_set(cfg: DiTConfig, latent_thw: tuple[int, int, int], txt_len: int, dtype: torch.dtype,
@@ -199,13 +210,14 @@ def dit_working_set(cfg: DiTConfig, latent_thw: tuple[int, int, int], txt_len: i
     plans = 0
     block = 0
     pairs = rotated_dims(cfg) // 2
+    rot_rows = n if cfg.rope_type == "mmrope3d" else n_vid  # the 7B does not rotate text rows
     for shifted in (False, True):
         groups = window_groups(cfg, grid, shifted)
-        # int64 gather indices per window, complex64 rotations per group shape: kept for the whole forward
-        plans += sum(g * (v + n_txt) * 8 + (v + n_txt) * pairs * 8 for g, v in groups)
+        # Kept for the whole forward: int64 gather indices per window, one complex64 rotation per packed row
+        plans += sum(g * (v + n_txt) * 8 for g, v in groups) + rot_rows * pairs * 8
         attn = _attention_peak(cfg, groups, n_vid, n_txt, elem, varlen, device)
         for index in (k for k in range(cfg.num_layers) if cfg.window_shifted(k) == shifted):
-            block = max(block, n * cfg.vid_dim * elem + max(attn, _mlp_peak(cfg, index, n_vid, n_txt, elem)))
+            block = max(block, n * cfg.vid_dim * elem + max(attn, _mlp_peak(cfg, index, n_vid, n_txt, elem, device)))
     n_lat = t * h * w
     patch_in = ph * pw * cfg.vid_in_channels
     embed = n_lat * cfg.vid_in_channels * elem + 2 * n_vid * patch_in * elem + n_vid * cfg.vid_dim * elem

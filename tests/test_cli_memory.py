@@ -44,7 +44,10 @@ def test_a_planned_cpu_run_logs_its_plan_and_writes_the_same_frames(tmp_path, mo
     assert len(lines) == 1 and "no blocks swapped, VAE tiles 32 px (exact)" in lines[0], lines
     assert "4.00 GiB budget (given)" in lines[0]
     assert any("--blocks-to-swap has no effect on the CPU" in r.getMessage() for r in caplog.records)
-    assert np.array_equal(frames_of(planned), frames_of(plain))  # swapping and exact tiles change nothing
+    # Swapping changes nothing and exact tiles only float rounding (~1e-5): a value that sits on a rounding
+    # edge of the 8-bit output may move by one level, nothing more and almost never.
+    diff = np.abs(frames_of(planned).astype(np.int16) - frames_of(plain).astype(np.int16))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000, (diff.max(), np.count_nonzero(diff))
 
 
 def test_a_budget_too_small_is_refused_with_numbers_before_the_work(tmp_path, models, clip, capsys):

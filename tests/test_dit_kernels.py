@@ -1,5 +1,5 @@
-"""The DiT's in-place fast paths (rotation in place, SwiGLU worked a few rows at a time) give exactly the
-values of the plain whole-tensor formulas, at lengths that do not divide into the step."""
+"""The DiT's in-place fast paths (rotation in place, q/k norm and rotation and SwiGLU worked a few rows at a
+time) give the values of the plain whole-tensor formulas, at lengths that do not divide into the step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from seedvr2_core.dit.blocks import SwiGLU
-from seedvr2_core.dit.rope import apply_rope_, rotation
+from seedvr2_core.dit import rope
+from seedvr2_core.dit.rope import apply_rope_, norm_rope_, rotation
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -21,7 +22,7 @@ def test_rotation_equals_the_float32_complex_product_narrowed(dtype, length):
     expected = x.float().clone()
     turned = torch.view_as_complex(expected[..., : 2 * pairs].reshape(3, length, 4, pairs, 2).contiguous())
     expected[..., : 2 * pairs] = torch.view_as_real(turned * rot[:, None, :]).reshape(3, length, 4, 2 * pairs)
-    got = apply_rope_(x.clone(), rot)
+    got = apply_rope_(x.clone(), rot[:, None, :])
     assert torch.equal(got, expected.to(dtype))  # the dims past the rotated pairs are untouched, too
 
 
@@ -38,3 +39,53 @@ def test_swiglu_equals_silu_of_the_gate_times_the_value(rows):
     hidden = F.silu(mlp.proj_in_gate(x)) * mlp.proj_in(x)
     expected = torch.empty_like(out)
     assert torch.equal(out, mlp.proj_out.forward_into(hidden, expected))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows, rotated", [(1, 1), (13, 13), (40, 40), (40, 27), (40, 0)])
+def test_norm_and_rotation_of_q_and_k_equal_the_formula_in_float64(monkeypatch, dtype, rows, rotated):
+    """RMSNorm of q and k (each with its weight) then RoPE on the first `rotated` rows, on a strided view of
+    a packed qkv, 8 rows a step; v untouched. Float32: within float32 rounding; bfloat16: rounded once."""
+    monkeypatch.setattr(rope, "CHUNK_BYTES", 8 * 2 * 4 * 16 * 4)  # 8 rows a step
+    g = torch.Generator().manual_seed(rows + rotated)
+    qkv = (torch.randn(rows, 3, 4, 16, generator=g) * 3).to(dtype)
+    weight = (torch.rand(2, 1, 16, generator=g) + 0.5).to(dtype)
+    rot = rotation(torch.randn(rotated, 6, generator=g) * 10) if rotated else None
+    eps = 1e-5
+    x = qkv[:, :2].double()
+    y = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * weight.double()
+    if rotated:
+        pairs = torch.view_as_complex(y[:rotated, ..., :12].unflatten(-1, (6, 2)).contiguous())
+        y[:rotated, ..., :12] = torch.view_as_real(pairs * rot.to(torch.complex128)[:, None, None, :]).flatten(-2)
+    v = qkv[:, 2].clone()
+    norm_rope_(qkv[:, :2], weight, rot, eps)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2**-8, "atol": 2**-8}
+    torch.testing.assert_close(qkv[:, :2].double(), y.to(dtype).double(), **tol)
+    assert torch.equal(qkv[:, 2], v)
+
+
+def test_varlen_packing_gives_the_dense_groups_result(monkeypatch):
+    """The varlen path (flash-attn, SageAttention; CUDA only) packs every window back to back with
+    cu_seqlens and unpacks the output. Run it on CPU with each packed sequence attended on its own."""
+    import dataclasses
+
+    from seedvr2_core import make_dit_config
+    from seedvr2_core.attention import BACKENDS, AttentionBackend
+    from seedvr2_core.dit import window_attention as wa
+
+    def each_sequence(backend, q, k, v, cu_seqlens, max_len):
+        assert q.dtype == torch.bfloat16 and q.is_contiguous() and int(cu_seqlens[-1]) == len(q)
+        bounds = cu_seqlens.tolist()
+        return torch.cat([
+            F.scaled_dot_product_attention(*(x[a:b].float().transpose(0, 1) for x in (q, k, v))).transpose(0, 1)
+            for a, b in zip(bounds, bounds[1:])
+        ]).bfloat16()
+
+    monkeypatch.setattr(wa, "varlen_attention", each_sequence)
+    cfg = dataclasses.replace(make_dit_config("seedvr2-3b"), window=(2, 2, 2))
+    plan = wa.build_window_plan(cfg, [(3, 4, 6), (2, 3, 3)], [4, 2], True, torch.device("cpu"))
+    qkv = torch.randn(len(plan.rot), 3, 2, 8, generator=torch.Generator().manual_seed(0))
+    varlen = AttentionBackend("packed", lambda device: True, varlen=True)
+    got = wa.window_attention(qkv, plan, varlen)
+    expected = wa.window_attention(qkv, plan, BACKENDS["sdpa"], bf16_qkv=True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-2)

@@ -79,3 +79,30 @@ def test_the_attention_plan_takes_every_video_token_once_and_every_text_token_pe
     assert torch.equal(txt_count, expected) and torch.equal(plan.txt_windows.view(-1).long(), expected)
     lengths = [g.index.shape[1] for g in plan.groups for _ in range(g.index.shape[0])]
     assert plan.cu_seqlens.tolist() == [0, *itertools.accumulate(lengths)] and plan.max_len == max(lengths)
+
+
+@pytest.mark.parametrize("variant", ["seedvr2-3b", "seedvr2-7b"])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_each_packed_row_carries_the_rotation_of_its_place_in_its_window(variant, shifted):
+    """RoPE is applied once to the packed q and k: each row's angle must be the one the official per-window
+    computation gives that token in every window it joins (text in all windows of its sample, 3B only)."""
+    from seedvr2_core.dit.rope import rotation, window_angles
+
+    cfg = make_dit_config(variant)
+    grids, txt_lens = [(3, 7, 9), (2, 4, 5)], [5, 3]
+    plan = build_window_plan(cfg, grids, txt_lens, shifted, torch.device("cpu"))
+    n_vid = sum(t * h * w for t, h, w in grids)
+    text_rotated = cfg.rope_type == "mmrope3d"
+    assert len(plan.rot) == (n_vid + sum(txt_lens) if text_rotated else n_vid)
+    windows = 0
+    for group in plan.groups:
+        txt_len = group.index.shape[1] - group.vid_len
+        expected = rotation(window_angles(cfg, group.shape, txt_len))
+        for rows in group.index:  # one window
+            windows += 1
+            if text_rotated:
+                assert torch.equal(plan.rot[rows], expected)
+            else:
+                assert torch.equal(plan.rot[rows[: group.vid_len]], expected[: group.vid_len])
+                assert torch.equal(expected[group.vid_len :], torch.ones_like(expected[group.vid_len :]))
+    assert windows == sum(len(partition_windows(g, cfg.window, shifted)) for g in grids)

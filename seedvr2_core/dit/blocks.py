@@ -16,11 +16,12 @@ from torch import nn
 from ..attention import AttentionBackend
 from ..config import DiTConfig
 from ..ops import Linear, RMSNorm, rms_norm
-from .rope import rope_frequencies
+from .rope import norm_rope_, rope_frequencies
 from .window_attention import WindowPlan, window_attention
 
 STREAMS = ("vid", "txt")
-MLP_CHUNK_BYTES = 1 << 20  # rows of the MLP's hidden activation processed together (fits a core's L2)
+MLP_CHUNK_BYTES = 2 << 20  # rows of the MLP's hidden activation processed together (fits a core's L2)
+STEP_BYTES = 1 << 20  # rows of the hidden state the norm and modulation steps work on together
 
 
 class Streams(nn.Module):
@@ -53,6 +54,7 @@ class SwiGLU(nn.Module):
         rows = max(1, MLP_CHUNK_BYTES // (h.shape[1] * h.element_size()))
         for start in range(0, len(h), rows):
             F.silu(h[start : start + rows], inplace=True).mul_(value[start : start + rows])
+        del value  # one hidden-sized tensor fewer while the output projection runs
         return self.proj_out.forward_into(h, out)
 
 
@@ -72,20 +74,21 @@ MLPS = {"swiglu": SwiGLU, "normal": GeluMLP}
 class AdaSingle(nn.Module):
     """Learned offsets added to the shared timestep modulation (`e` viewed as (d, layers, 3))."""
 
+    KINDS = ("shift", "scale", "gate")
+
     def __init__(self, dim: int, layers: tuple[str, ...]):
         super().__init__()
         self.layers = layers
         for layer in layers:
-            for kind in ("shift", "scale", "gate"):
+            for kind in self.KINDS:
                 self.register_parameter(f"{layer}_{kind}", nn.Parameter(torch.zeros(dim)))
 
-    def vectors(self, e: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """e (b, d, layers, 3) -> shift, scale, gate (b, d), float32."""
-        i = self.layers.index(layer)
-        return tuple(
-            e[:, :, i, g].float() + getattr(self, f"{layer}_{kind}").float()
-            for g, kind in enumerate(("shift", "scale", "gate"))
-        )
+    def vectors(self, e: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, ...]]:
+        """e (b, d, layers, 3) -> {layer: (shift, scale, gate)}, each (b, d): summed in float32, then in `dtype`."""
+        offsets = torch.stack([getattr(self, f"{layer}_{kind}") for layer in self.layers for kind in self.KINDS])
+        e = e.permute(0, 2, 3, 1).float() + offsets.float().view(len(self.layers), 3, -1)  # (b, layers, 3, d)
+        e = e.to(dtype, memory_format=torch.contiguous_format)  # unit stride over d: the kernels vectorise
+        return {layer: tuple(e[:, i].unbind(1)) for i, layer in enumerate(self.layers)}
 
 
 class RopeFrequencies(nn.Module):
@@ -149,16 +152,41 @@ Mod = list[tuple[Rows, tuple[torch.Tensor, ...]]]  # row ranges and their (b, d)
 def modulate_(x: torch.Tensor, mods: Mod) -> torch.Tensor:
     """x[rows] = x[rows] * scale + shift in place, per sample (AdaSingle "in")."""
     for rows, (shift, scale, _) in mods:
-        shift, scale = shift.to(x.dtype), scale.to(x.dtype)
         for a, b, i in rows:
             torch.addcmul(shift[i], x[a:b], scale[i], out=x[a:b])
     return x
 
 
+def _steps(rows: Rows, x: torch.Tensor):
+    """(start, stop, sample) pieces of `rows`, each at most STEP_BYTES of x's rows."""
+    n = max(1, STEP_BYTES // (x[0].numel() * x.element_size()))
+    for a, b, i in rows:
+        for start in range(a, b, n):
+            yield start, min(start + n, b), i
+
+
+def norm_modulate(x: torch.Tensor, mods: Mod, eps: float, out: torch.Tensor) -> torch.Tensor:
+    """out[rows] = rms_norm(x[rows]) * scale + shift, for the rows `mods` covers, a few rows at a time."""
+    for rows, (shift, scale, _) in mods:
+        for a, b, i in _steps(rows, x):
+            y = rms_norm(x[a:b], None, eps, out=out[a:b])
+            torch.addcmul(shift[i], y, scale[i], out=y)
+    return out
+
+
+def residual_norm_modulate(x, h, gates: Mod, mods: Mod, eps: float, out: torch.Tensor, normed: torch.Tensor):
+    """out = x + h * gate (`gates`), then normed = rms_norm(out) * scale + shift (`mods`, same rows), a few rows
+    at a time: each step's rows are still in cache for the norm and the modulation."""
+    for (rows, (_, _, gate)), (_, (shift, scale, _)) in zip(gates, mods):
+        for a, b, i in _steps(rows, x):
+            o = torch.addcmul(x[a:b], h[a:b], gate[i], out=out[a:b])
+            y = rms_norm(o, None, eps, out=normed[a:b])
+            torch.addcmul(shift[i], y, scale[i], out=y)
+
+
 def gated_add(x: torch.Tensor, h: torch.Tensor, mods: Mod, out: torch.Tensor) -> torch.Tensor:
     """out[rows] = x[rows] + h[rows] * gate, per sample (AdaSingle "out" plus the residual)."""
     for rows, (_, _, gate) in mods:
-        gate = gate.to(x.dtype)
         for a, b, i in rows:
             torch.addcmul(x[a:b], h[a:b], gate[i], out=out[a:b])
     return out
@@ -171,16 +199,6 @@ def run_streams(streams: Streams, x: torch.Tensor, n_vid: int, width: int) -> to
         return streams.all.forward_into(x, out)
     streams.vid.forward_into(x[:n_vid], out[:n_vid])
     streams.txt.forward_into(x[n_vid:], out[n_vid:])
-    return out
-
-
-def norm_streams(streams: Streams, x: torch.Tensor, n_vid: int, eps: float) -> torch.Tensor:
-    """Per-stream RMSNorm with weight over the last dim of packed rows x (N, H, D)."""
-    if streams.shared:
-        return rms_norm(x, streams.all.weight, eps)
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    rms_norm(x[:n_vid], streams.vid.weight, eps, out=out[:n_vid])
-    rms_norm(x[n_vid:], streams.txt.weight, eps, out=out[n_vid:])
     return out
 
 
@@ -200,9 +218,12 @@ class Attention(nn.Module):
         """Packed normalised tokens a (N, d) -> attention output (N, d)."""
         n_vid = ctx.layout.n_vid
         qkv = run_streams(self.proj_qkv, a, n_vid, 3 * self.inner).view(len(a), 3, self.heads, self.head_dim)
-        q = norm_streams(self.norm_q, qkv[:, 0], n_vid, self.eps)  # (N, H, D)
-        k = norm_streams(self.norm_k, qkv[:, 1], n_vid, self.eps)
-        out = window_attention(q, k, qkv[:, 2], plan, ctx.backend, ctx.bf16_qkv)  # (N, H, D)
+        rot = plan.rot
+        streams = [(0, len(a), "all")] if self.norm_q.shared else [(0, n_vid, "vid"), (n_vid, len(a), "txt")]
+        for start, stop, stream in streams:
+            weight = torch.stack([self.norm_q[stream].weight, self.norm_k[stream].weight])[:, None]  # (2, 1, D)
+            norm_rope_(qkv[start:stop, :2], weight, None if rot is None else rot[start:stop], self.eps)
+        out = window_attention(qkv, plan, ctx.backend, ctx.bf16_qkv)  # (N, H, D)
         return run_streams(self.proj_out, out.view(len(a), self.inner), n_vid, self.dim)
 
 
@@ -224,36 +245,34 @@ class MMDiTBlock(nn.Module):
         self.mlp = Streams(lambda: MLPS[cfg.mlp_type](cfg.vid_dim, cfg.mlp_hidden_dim), shared)
         self.ada = Streams(lambda: AdaSingle(cfg.vid_dim, ("attn", "mlp")), shared)
 
-    def _mods(self, ctx: BlockContext, layer: str) -> Mod:
+    def _mods(self, ctx: BlockContext, dtype: torch.dtype) -> dict[str, Mod]:
+        """{"attn": Mod, "mlp": Mod}: each stream's modulation vectors with the rows they apply to."""
         layout = ctx.layout
         if self.vid_only:
-            return [(layout.vid, self.ada["vid"].vectors(ctx.emb, layer))]
-        if self.ada.shared:
-            return [(layout.both, self.ada.all.vectors(ctx.emb, layer))]
-        return [(layout.vid, self.ada.vid.vectors(ctx.emb, layer)), (layout.txt, self.ada.txt.vectors(ctx.emb, layer))]
+            streams = [(layout.vid, self.ada["vid"])]
+        elif self.ada.shared:
+            streams = [(layout.both, self.ada.all)]
+        else:
+            streams = [(layout.vid, self.ada.vid), (layout.txt, self.ada.txt)]
+        vectors = [(rows, ada.vectors(ctx.emb, dtype)) for rows, ada in streams]
+        return {layer: [(rows, v[layer]) for rows, v in vectors] for layer in ("attn", "mlp")}
 
     def forward(self, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
         """Packed hidden state (N, d) -> (N, d)."""
         n_vid = ctx.layout.n_vid
-        mods = self._mods(ctx, "attn")
-        a = modulate_(rms_norm(x, None, self.eps), mods)
+        mods = self._mods(ctx, x.dtype)
+        a = norm_modulate(x, mods["attn"], self.eps, torch.empty_like(x))
+        if self.vid_only:  # its text rows are normalised, not modulated
+            rms_norm(x[n_vid:], None, self.eps, out=a[n_vid:])
         h = self.attn(a, ctx.plans[self.shifted], ctx)
-        out = gated_add(x, h, mods, torch.empty_like(x))
+        out, m = torch.empty_like(x), torch.empty_like(x)
+        residual_norm_modulate(x, h, mods["attn"], mods["mlp"], self.eps, out, m)
         if self.vid_only:
             # Official quirk (vid-only modules pass text through, then add the residual once more):
             # the text stream leaves the last block as 2 * (txt + attn_txt). It is discarded anyway.
             torch.add(x[n_vid:], h[n_vid:], out=out[n_vid:]).mul_(2)
-            self._mlp_(out[:n_vid], ctx, n_vid)
+            m = self.mlp["vid"].forward_into(m[:n_vid], torch.empty_like(m[:n_vid]))
+            gated_add(out, m, mods["mlp"], out)
         else:
-            self._mlp_(out, ctx, n_vid)
+            gated_add(out, run_streams(self.mlp, m, n_vid, self.dim), mods["mlp"], out)
         return out
-
-    def _mlp_(self, x: torch.Tensor, ctx: BlockContext, n_vid: int) -> None:
-        """x += MLP(modulated norm of x) * gate, in place, on the rows given (all, or video only)."""
-        mods = self._mods(ctx, "mlp")
-        m = modulate_(rms_norm(x, None, self.eps), mods)
-        if self.vid_only:
-            m = self.mlp["vid"].forward_into(m, torch.empty_like(m))
-        else:
-            m = run_streams(self.mlp, m, n_vid, self.dim)
-        gated_add(x, m, mods, x)

@@ -181,7 +181,7 @@ class NaDiT(nn.Module):
             # Official quirk (FACTS.md 3.1, 8.1): the output modulation reuses the blocks' "attn"
             # slice of the timestep embedding (a cache-key collision in the reference code).
             e = ctx.emb[:, :, 0].float()  # (b, d, 3): shift, scale, gate of the attn layer
-            shift = e[..., 0] + self.vid_out_ada.out_shift.float()
-            scale = e[..., 1] + self.vid_out_ada.out_scale.float()
+            shift = (e[..., 0] + self.vid_out_ada.out_shift.float()).to(vid_h.dtype)
+            scale = (e[..., 1] + self.vid_out_ada.out_scale.float()).to(vid_h.dtype)
             vid_h = modulate_(self.vid_out_norm(vid_h), [(ctx.layout.vid, (shift, scale, None))])
         return self._unpatch(self.vid_out.proj(vid_h), shapes).to(vid.dtype)
