@@ -27,6 +27,9 @@ def cast_weight(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | No
 class Linear(nn.Linear):
     """`nn.Linear` that computes in the input's dtype whatever dtype its weights are stored in."""
 
+    # While `cpu_pack.packed_linears` runs: a oneDNN-packed copy of the weight, and the bias in its dtype.
+    packed: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
@@ -34,11 +37,23 @@ class Linear(nn.Linear):
         # Weights always come from a checkpoint (or an explicit initialiser); skip the costly default init.
         pass
 
+    def packed_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(packed weight, bias) if there is a packed copy that computes with x (CPU, same dtype, 2-d)."""
+        p = self.packed
+        return p if p is not None and x.device.type == "cpu" and x.dtype == p[0].dtype and x.dim() == 2 else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self.packed_for(x)
+        if packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, *packed, "none", [], "")
         return F.linear(x, cast_weight(self.weight, x), cast_weight(self.bias, x))
 
-    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """forward(x) written into `out` (rows of a larger packed tensor), saving a copy. x: (N, in)."""
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """forward(x) written into `out` (rows of a larger packed tensor), saving a copy; a new tensor when
+        `out` is None. x: (N, in)."""
+        if out is None or self.packed_for(x) is not None:
+            y = self.forward(x)
+            return y if out is None else out.copy_(y)  # the packed kernel has no out= form
         w = cast_weight(self.weight, x)
         if self.bias is None:
             return torch.mm(x, w.t(), out=out)

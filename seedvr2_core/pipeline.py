@@ -138,9 +138,13 @@ def restore_stream(
     `runtime`: runs the phases under a memory plan (its preflight runs before the first batch and may
     lower the batch size); None runs the models where they are.
     """
+    if runtime is None:  # one of our own, closed when the stream ends (it may hold packed CPU weights)
+        with Runtime(dit, vae) as runtime:
+            yield from restore_stream(frames, dit, vae, text, options, noise, output_dtype, progress, state,
+                                      stages, runtime)
+        return
     noise = noise or SeededNoise(options.seed)
     state = state if state is not None else StreamState()
-    runtime = runtime or Runtime(dit, vae)
     stream = iter(frames)
     first = next(stream, None)
     if first is None:

@@ -10,12 +10,13 @@ per plan) and runs. On an out-of-memory error the phase is retried once with the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Callable, TypeVar
 
 import torch
 
-from . import host
+from . import cpu_pack, host
 from .errors import MemoryPlanError
 from .memory import dit_weights, module_bytes
 from .memory_options import MemoryOptions, format_bytes
@@ -62,6 +63,8 @@ class Runtime:
         self._search: PlanSearch | None = None
         self._dit_place: ModuleResidency | BlockSwapper | None = None
         self._vae_place: ModuleResidency | None = None
+        self._packing: contextlib.ExitStack | None = None  # the DiT's packed CPU weights, once made
+        self._pack_checked = False
         if memory is not None:
             self._home_models()
 
@@ -160,8 +163,32 @@ class Runtime:
         if place is not None:
             place.unload()
 
+    def _pack_dit(self) -> None:
+        """On the CPU, make the oneDNN-packed copies of the DiT's 16-bit linear weights once, for every
+        later step (cpu_pack.py), if the RAM the plan leaves (or, without a plan, the free RAM) holds them."""
+        if self._pack_checked or self.device.type != "cpu" or self.separate:
+            return
+        self._pack_checked = True
+        need = cpu_pack.packed_bytes(self.dit, self.dit.compute_dtype)
+        if need == 0:
+            return
+        if self.plan is not None:
+            spare = self._budget()[0] - self.plan.peak
+        else:
+            spare = int((host.free_bytes(self.device) or 0) * FREE_HEADROOM)
+        if need > spare:
+            log.info("DiT weights not packed for oneDNN: the copies need %s, %s of RAM is spare",
+                     format_bytes(need), format_bytes(max(spare, 0)))
+            return
+        self._packing = contextlib.ExitStack()
+        count = self._packing.enter_context(cpu_pack.packed_linears(self.dit, self.dit.compute_dtype))
+        log.info("DiT: %d linear weights packed for oneDNN (%s more RAM) for this run", count, format_bytes(need))
+
     def close(self) -> None:
-        """Put every weight back home (host memory, or where it was without a plan)."""
+        """Put every weight back home (host memory, or where it was without a plan); drop packed copies."""
+        packing, self._packing = self._packing, None
+        if packing is not None:
+            packing.close()
         self._dit_off()
         self._vae_off()
 
@@ -182,6 +209,7 @@ class Runtime:
 
     def sample(self, cond: torch.Tensor, start: int, noise, text: torch.Tensor) -> torch.Tensor:
         """Condition latent (T', h, w, 16) -> restored latent x_0 (T', h, w, 16), float32, on the device."""
+        self._pack_dit()
         return self._run("sample", lambda: sample_batch(self.dit, cond, start, noise, text, self.device))
 
     def decode(self, x0: torch.Tensor, frames: int, progress: TileProgress | None = None) -> torch.Tensor:

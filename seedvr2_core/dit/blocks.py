@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import cpu_pack
 from ..attention import AttentionBackend
 from ..config import DiTConfig
 from ..ops import Linear, RMSNorm, rms_norm
@@ -47,7 +48,10 @@ class SwiGLU(nn.Module):
         self.proj_out = Linear(hidden, dim, bias=False)
         self.proj_in = Linear(dim, hidden, bias=False)
 
-    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        fused = cpu_pack.swiglu(x, self.proj_in_gate, self.proj_in)
+        if fused is not None:
+            return self.proj_out.forward_into(fused, out)
         h, value = self.proj_in_gate(x), self.proj_in(x)
         # silu and the product a few rows at a time, in place: both passes then run in cache (2.5x faster
         # on CPU than two passes over the whole (N, hidden) tensor), with the same values.
@@ -64,7 +68,7 @@ class GeluMLP(nn.Module):
         self.proj_in = Linear(dim, hidden)
         self.proj_out = Linear(hidden, dim)
 
-    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return self.proj_out.forward_into(F.gelu(self.proj_in(x), approximate="tanh"), out)
 
 
@@ -194,9 +198,9 @@ def gated_add(x: torch.Tensor, h: torch.Tensor, mods: Mod, out: torch.Tensor) ->
 
 def run_streams(streams: Streams, x: torch.Tensor, n_vid: int, width: int) -> torch.Tensor:
     """Apply a per-stream module (with `forward_into`) to packed rows: video rows, then text rows."""
-    out = x.new_empty(len(x), width)
     if streams.shared:
-        return streams.all.forward_into(x, out)
+        return streams.all.forward_into(x, None)
+    out = x.new_empty(len(x), width)
     streams.vid.forward_into(x[:n_vid], out[:n_vid])
     streams.txt.forward_into(x[n_vid:], out[n_vid:])
     return out
@@ -271,7 +275,7 @@ class MMDiTBlock(nn.Module):
             # Official quirk (vid-only modules pass text through, then add the residual once more):
             # the text stream leaves the last block as 2 * (txt + attn_txt). It is discarded anyway.
             torch.add(x[n_vid:], h[n_vid:], out=out[n_vid:]).mul_(2)
-            m = self.mlp["vid"].forward_into(m[:n_vid], torch.empty_like(m[:n_vid]))
+            m = self.mlp["vid"].forward_into(m[:n_vid], None)
             gated_add(out, m, mods["mlp"], out)
         else:
             gated_add(out, run_streams(self.mlp, m, n_vid, self.dim), mods["mlp"], out)
