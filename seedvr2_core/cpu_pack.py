@@ -2,7 +2,7 @@
 
 On a CPU with bfloat16 matrix units (AMX, AVX-512 BF16) oneDNN multiplies with the weight in its own
 blocked layout. Given PyTorch's plain layout it re-packs the weight on every call: one more pass over
-each weight, and two weight-sized buffers, per matmul. Inside `packed_linears(model)` every eligible
+each weight, and up to two weight-sized buffers, per matmul. Inside `packed_linears(model)` every eligible
 `ops.Linear` computes from a copy packed once, and SwiGLU's activation and product run as fused
 epilogues of its two input projections (on the float32 accumulator, so one rounding to bfloat16 fewer
 than separate passes). The plain weights are left as they are: state dicts, device moves and block
