@@ -6,12 +6,15 @@ and prints, from the same run:
   * FLOP/s of the forward (FLOPs counted by torch.utils.flop_counter) over the FLOP/s of one plain
     torch.matmul with the largest linear's shape at the same token count;
   * the share of profiled CPU time spent outside matmul and attention kernels.
+In 16 bits on a CPU with oneDNN's bf16 kernels the linear weights are packed first, as a CPU run packs
+them (seedvr2_core/cpu_pack.py); --no-pack measures the plain weights.
 Usage: python benchmarks/dit_forward.py [--variant seedvr2-3b] [--dtype float32|bfloat16] [--frames 5 --size 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import sys
@@ -80,7 +83,8 @@ def main() -> None:
     x = inputs(model, args.frames, args.size, args.txt, dtype)
     cfg = model.config
     tokens = args.frames * (args.size // 2) ** 2
-    with torch.inference_mode(), packed_linears(model if not args.no_pack else torch.nn.Module(), dtype) as packed:
+    packing = contextlib.nullcontext(0) if args.no_pack else packed_linears(model, dtype)  # as a CPU run does
+    with torch.inference_mode(), packing as packed:
         model(*x)  # warm-up (plans, allocator)
         with FlopCounterMode(display=False) as counter:
             model(*x)
