@@ -64,9 +64,34 @@ def resolve_backend(name: str, device: torch.device | str) -> AttentionBackend:
     return backend
 
 
-def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """q, k, v (B, L, H, D) -> (B, L, H, D)."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+# PyTorch's CPU flash kernel works in query blocks of 32 or 64 rows and key blocks of up to 512. Short
+# sequences whose length is not a multiple of 32 leave its small matmuls ragged and run 1.3 to 2.5x
+# slower; padded to the next multiple of 32 with the padding keys masked out, the attention is exactly
+# the same and faster (benchmarks/cpu_attention.py, bfloat16: 122 tokens 0.41x the time, 186 0.59x,
+# 250 0.64x, 378 0.75x). Past 384 tokens the gain is mixed (0.77x to 1.19x) and from 512 on there is
+# none, so longer sequences run as they are.
+CPU_ALIGN = 32
+CPU_PAD_UP_TO = 384
+
+
+def dense_length(length: int, device: torch.device | str) -> int:
+    """The length `dense_attention` runs sequences of `length` tokens at (padding keys masked out)."""
+    padded = -(-length // CPU_ALIGN) * CPU_ALIGN
+    return padded if torch.device(device).type == "cpu" and padded <= CPU_PAD_UP_TO else length
+
+
+def key_padding_mask(length: int, padded: int, device: torch.device | str) -> torch.Tensor | None:
+    """Additive float32 mask (1, 1, 1, padded) that hides keys from `length` on; None if nothing is padded."""
+    if padded == length:
+        return None
+    mask = torch.zeros(1, 1, 1, padded, device=device)
+    mask[..., length:] = float("-inf")
+    return mask
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """q, k, v (B, L, H, D) -> (B, L, H, D); `mask` is added to the scores (see `key_padding_mask`)."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return out.transpose(1, 2)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .attention import dense_length
 from .config import DiTConfig
 from .dit import rope
 from .dit.rope import rotated_dims
@@ -166,17 +167,20 @@ def _attention_peak(cfg: DiTConfig, groups, n_vid: int, n_txt: int, elem: int, v
     norm_rope = 3 * n * i * elem + (0 if elem == 4 else step_rows * 2 * i * 4)
     # the normed input; then qkv (3) and the packed output; the float32 text sum
     fixed = n * cfg.vid_dim * elem + 4 * n * i * elem + n_txt * i * 4
-    sizes = [g * (v + n_txt) for g, v in groups]  # tokens gathered per group (text joins every window)
     if varlen:
+        sizes = [g * (v + n_txt) for g, v in groups]  # tokens gathered per group (text joins every window)
         # Every group gathered (q, k, v lists), then concatenated, then the kernel's output.
         return fixed + 7 * sum(sizes) * i * elem
+    # Dense: each window gathered at the kernel's length (CPU: padded, `attention.dense_length`).
+    lengths = [dense_length(v + n_txt, device) for _, v in groups]
+    sizes = [g * length for (g, _), length in zip(groups, lengths)]
     scratch = SDPA_SCRATCH.get((device, elem), 0.0)
     threads = torch.get_num_threads() if device == "cpu" else 0
     peak, prev = 0, 0
-    for (_, v), tokens in zip(groups, sizes):
+    for length, tokens in zip(lengths, sizes):
         # The previous group's output is still referenced while the next one is computed.
         sdpa = prev + int((4 + scratch) * tokens * i * elem)  # q, k, v gathered (one tensor), the attention output
-        sdpa += tokens * cfg.heads * 4 + threads * _cpu_sdpa_thread_bytes(v + n_txt, cfg.head_dim, elem)  # log-sum-exp
+        sdpa += tokens * cfg.heads * 4 + threads * _cpu_sdpa_thread_bytes(length, cfg.head_dim, elem)  # log-sum-exp
         peak, prev = max(peak, sdpa), tokens * i * elem
     return max(n * cfg.vid_dim * elem + norm_rope, fixed + peak)
 
@@ -214,7 +218,7 @@ def dit_working_set(cfg: DiTConfig, latent_thw: tuple[int, int, int], txt_len: i
     for shifted in (False, True):
         groups = window_groups(cfg, grid, shifted)
         # Kept for the whole forward: int64 gather indices per window, one complex64 rotation per packed row
-        plans += sum(g * (v + n_txt) * 8 for g, v in groups) + rot_rows * pairs * 8
+        plans += sum(g * dense_length(v + n_txt, device) * 8 for g, v in groups) + rot_rows * pairs * 8
         attn = _attention_peak(cfg, groups, n_vid, n_txt, elem, varlen, device)
         for index in (k for k in range(cfg.num_layers) if cfg.window_shifted(k) == shifted):
             block = max(block, n * cfg.vid_dim * elem + max(attn, _mlp_peak(cfg, index, n_vid, n_txt, elem, device)))

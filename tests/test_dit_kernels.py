@@ -89,3 +89,33 @@ def test_varlen_packing_gives_the_dense_groups_result(monkeypatch):
     got = wa.window_attention(qkv, plan, varlen)
     expected = wa.window_attention(qkv, plan, BACKENDS["sdpa"], bf16_qkv=True)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_window_attention_with_padded_windows_equals_each_window_attended_in_float64(dtype, tol):
+    """On the CPU windows run padded to the kernel's aligned length (keys masked): every video row and the
+    text rows' mean over windows must still be exactly the per-window attention (official loop, float64)."""
+    import dataclasses
+
+    from seedvr2_core import make_dit_config
+    from seedvr2_core.attention import BACKENDS
+    from seedvr2_core.dit import window_attention as wa
+
+    cfg = dataclasses.replace(make_dit_config("seedvr2-3b"), window=(2, 2, 2))
+    grids, txt_lens = [(3, 5, 7), (2, 3, 4)], [5, 3]
+    plan = wa.build_window_plan(cfg, grids, txt_lens, True, torch.device("cpu"), rope=False)
+    assert any(g.index.shape[1] > g.length for g in plan.groups)  # some windows do run padded
+    n_vid = sum(t * h * w for t, h, w in grids)
+    qkv = torch.randn(n_vid + sum(txt_lens), 3, 2, 8, generator=torch.Generator().manual_seed(1)).to(dtype)
+    got = wa.window_attention(qkv, plan, BACKENDS["sdpa"])
+
+    x = qkv.double()
+    expected = torch.zeros(len(x), 2, 8, dtype=torch.float64)
+    for group in plan.groups:
+        for rows in group.index[:, : group.length]:
+            q, k, v = x[rows].unbind(1)  # (L, H, D) each
+            weights = torch.softmax(torch.einsum("lhd,mhd->hlm", q, k) / 8**0.5, dim=-1)
+            out = torch.einsum("hlm,mhd->lhd", weights, v)
+            expected[rows[: group.vid_len]] = out[: group.vid_len]
+            expected[rows[group.vid_len :]] += out[group.vid_len :] / plan.txt_windows[rows[group.vid_len :] - n_vid].double()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seedvr2_core import make_dit_config, partition_windows
+from seedvr2_core.attention import dense_length
 from seedvr2_core.dit.window_attention import build_window_plan
 
 METHODS = {"720pwin_by_size_bysize": False, "720pswin_by_size_bysize": True}
@@ -71,13 +72,22 @@ def test_the_attention_plan_takes_every_video_token_once_and_every_text_token_pe
     for group in plan.groups:
         vid_rows = group.index[:, : group.vid_len].reshape(-1)
         vid_count.index_add_(0, vid_rows, torch.ones_like(vid_rows))
-        txt_rows = group.index[:, group.vid_len:].reshape(-1) - n_vid
+        txt_rows = group.index[:, group.vid_len : group.length].reshape(-1) - n_vid
         txt_count.index_add_(0, txt_rows, torch.ones_like(txt_rows))
+        # CPU: padded to the attention kernel's length with the window's first row, masked out as keys
+        padded = group.index.shape[1]
+        assert padded == dense_length(group.length, "cpu") and padded - group.length < 32
+        assert torch.equal(group.index[:, group.length :], group.index[:, :1].expand(-1, padded - group.length))
+        if padded > group.length:
+            assert group.mask.shape == (1, 1, 1, padded) and (group.mask[..., : group.length] == 0).all()
+            assert (group.mask[..., group.length :] == float("-inf")).all()
+        else:
+            assert group.mask is None
     assert (vid_count == 1).all()
     per_sample = [len(partition_windows(g, windows, shifted)) for g in grids]
     expected = torch.tensor([n for n, length in zip(per_sample, txt_lens) for _ in range(length)], dtype=torch.int64)
     assert torch.equal(txt_count, expected) and torch.equal(plan.txt_windows.view(-1).long(), expected)
-    lengths = [g.index.shape[1] for g in plan.groups for _ in range(g.index.shape[0])]
+    lengths = [g.length for g in plan.groups for _ in range(g.index.shape[0])]
     assert plan.cu_seqlens.tolist() == [0, *itertools.accumulate(lengths)] and plan.max_len == max(lengths)
 
 
@@ -96,9 +106,9 @@ def test_each_packed_row_carries_the_rotation_of_its_place_in_its_window(variant
     assert len(plan.rot) == (n_vid + sum(txt_lens) if text_rotated else n_vid)
     windows = 0
     for group in plan.groups:
-        txt_len = group.index.shape[1] - group.vid_len
+        txt_len = group.length - group.vid_len
         expected = rotation(window_angles(cfg, group.shape, txt_len))
-        for rows in group.index:  # one window
+        for rows in group.index[:, : group.length]:  # one window, without the attention kernel's padding
             windows += 1
             if text_rotated:
                 assert torch.equal(plan.rot[rows], expected)

@@ -7,6 +7,10 @@ Instead of looping over hundreds of windows, a `WindowPlan` (built once per forw
 kind, shared by every layer using it) groups windows of equal shape and text length. Each group is one
 gather of a (G, L) index into the packed token array, one batched attention call, one scatter.
 
+On the CPU a group's windows are gathered padded to the length the attention kernel runs fastest at
+(`attention.dense_length`): the padding rows repeat the window's first row and are masked out as keys;
+their outputs are dropped.
+
 RoPE is applied once to the packed q and k, before any gather: a video token lies in exactly one window
 of a partition, and a text token's angles are the same in every window (FACTS.md 3.1, 3.2), so each
 packed row has one rotation per plan (`WindowPlan.rot`), and text rows are not rotated once per window.
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention import AttentionBackend, dense_attention, varlen_attention
+from ..attention import AttentionBackend, dense_attention, dense_length, key_padding_mask, varlen_attention
 from ..config import DiTConfig
 from .rope import rotation, window_angles
 from .windows import partition_windows
@@ -29,8 +33,10 @@ from .windows import partition_windows
 class WindowGroup:
     shape: tuple[int, int, int]
     vid_len: int
-    index: torch.Tensor  # (G, vid_len + txt_len) rows into the packed [video ; text] token array
+    length: int  # tokens per window: vid_len + txt_len
+    index: torch.Tensor  # (G, >= length) rows into the packed [video ; text] token array; then padding rows
     txt_span: tuple[int, int] | None = None  # text rows (from the first text row) shared by every window, if so
+    mask: torch.Tensor | None = None  # additive key mask hiding the padding rows (None: no padding)
 
 
 @dataclass
@@ -81,12 +87,17 @@ def build_window_plan(
         span = None
         if txt.numel() and bool((txt == txt[:1]).all()):  # one sample's text in every window: consecutive rows
             span = (int(txt[0, 0]) - n_vid, int(txt[0, -1]) - n_vid + 1)
-        groups.append(WindowGroup(shape, vid_len, index.to(device), span))
+        length = index.shape[1]
+        padded = dense_length(length, device)
+        mask = key_padding_mask(length, padded, device)
+        if padded > length:  # padding rows: the window's first row again, masked out as a key
+            index = torch.cat([index, index[:, :1].expand(-1, padded - length)], 1)
+        groups.append(WindowGroup(shape, vid_len, length, index.to(device), span, mask))
     if angles is not None and not angles[n_vid:].any():
         angles = angles[:n_vid]  # text is not rotated (7B): rotate the video rows only
     rot = rotation(angles).to(device) if angles is not None else None
     plan = WindowPlan(groups, n_vid, n_txt, txt_windows.view(-1, 1, 1).to(device), rot)
-    lens = torch.tensor([g.index.shape[1] for g in groups for _ in range(g.index.shape[0])], dtype=torch.int32)
+    lens = torch.tensor([g.length for g in groups for _ in range(g.index.shape[0])], dtype=torch.int32)
     plan.cu_seqlens = torch.nn.functional.pad(lens.cumsum(0, dtype=torch.int32), (1, 0)).to(device)
     plan.max_len = int(lens.max())
     return plan
@@ -109,33 +120,34 @@ def window_attention(
         if group.txt_span is not None:
             a, b = group.txt_span
             txt_sum[a:b] += torch.sum(out[:, group.vid_len :], 0, dtype=torch.float32)
-        elif group.index.shape[1] > group.vid_len:
-            txt_rows = group.index[:, group.vid_len :].reshape(-1) - plan.n_vid
+        elif group.length > group.vid_len:
+            txt_rows = group.index[:, group.vid_len : group.length].reshape(-1) - plan.n_vid
             txt_sum.index_add_(0, txt_rows, out[:, group.vid_len :].reshape(-1, heads, dim).float())
     torch.div(txt_sum, plan.txt_windows, out=txt_sum)
     out_all[plan.n_vid :] = txt_sum
     return out_all
 
 
-def _gather(x: torch.Tensor, group: WindowGroup) -> torch.Tensor:
-    """x's rows for every window of the group, (G, L, *x.shape[1:]). index_select copies whole rows (2-3x
-    faster on CPU than advanced indexing, which goes element by element)."""
-    return torch.index_select(x, 0, group.index.view(-1)).view(*group.index.shape, *x.shape[1:])
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x's rows for every window of a group, (G, L, *x.shape[1:]) for an index (G, L). index_select copies
+    whole rows (2-3x faster on CPU than advanced indexing, which goes element by element)."""
+    return torch.index_select(x, 0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
 
 
 def _dense_group(qkv: torch.Tensor, group: WindowGroup, bf16_qkv: bool) -> torch.Tensor:
-    q, k, v = _gather(qkv, group).unbind(2)  # one gather of (G, L, 3, H, D), then three views
+    """The group's attention output (G, length, H, D); padding rows are computed, then dropped."""
+    q, k, v = _gather(qkv, group.index).unbind(2)  # one gather of (G, L, 3, H, D), then three views
     if bf16_qkv:
         # The official flash-attn call sees bf16 q, k, v and returns bf16; accumulate in float32.
         q, k, v = (x.bfloat16().float() for x in (q, k, v))
-        return dense_attention(q, k, v).bfloat16().to(qkv.dtype)
-    return dense_attention(q, k, v)
+        return dense_attention(q, k, v, group.mask)[:, : group.length].bfloat16().to(qkv.dtype)
+    return dense_attention(q, k, v, group.mask)[:, : group.length]
 
 
 def _varlen_groups(qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool):
-    packed = torch.cat([_gather(qkv, g).flatten(0, 1) for g in plan.groups])  # (total, 3, H, D), window by window
+    packed = torch.cat([_gather(qkv, g.index[:, : g.length]).flatten(0, 1) for g in plan.groups])  # (total, 3, H, D), window by window
     dtype = torch.bfloat16 if bf16_qkv or qkv.dtype == torch.float32 else qkv.dtype
     q, k, v = (x.to(dtype).contiguous() for x in packed.unbind(1))
     out = varlen_attention(backend, q, k, v, plan.cu_seqlens, plan.max_len).to(qkv.dtype)
-    sizes = [g.index.numel() for g in plan.groups]
-    return (o.view(g.index.shape[0], g.index.shape[1], *o.shape[1:]) for g, o in zip(plan.groups, out.split(sizes)))
+    sizes = [len(g.index) * g.length for g in plan.groups]
+    return (o.view(len(g.index), g.length, *o.shape[1:]) for g, o in zip(plan.groups, out.split(sizes)))
