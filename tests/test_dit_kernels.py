@@ -119,3 +119,19 @@ def test_window_attention_with_padded_windows_equals_each_window_attended_in_flo
             expected[rows[: group.vid_len]] = out[: group.vid_len]
             expected[rows[group.vid_len :]] += out[group.vid_len :] / plan.txt_windows[rows[group.vid_len :] - n_vid].double()
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("length", [1, 31, 32, 58, 122, 186, 353, 384, 385, 500, 2488])
+def test_only_short_cpu_windows_run_padded_and_never_shorter(length):
+    """CPU windows up to 384 tokens run at the next multiple of 32 (keys past `length` masked); longer ones
+    and every CUDA window run as they are. The mask hides exactly the padding."""
+    from seedvr2_core.attention import dense_length, key_padding_mask
+
+    padded = dense_length(length, "cpu")
+    assert padded >= length and (padded == length if length > 384 else padded % 32 == 0 and padded - length < 32)
+    assert dense_length(length, "cuda") == length
+    mask = key_padding_mask(length, padded, "cpu")
+    if padded == length:
+        assert mask is None
+    else:
+        assert torch.equal(torch.isinf(mask.view(-1)), torch.arange(padded) >= length)
