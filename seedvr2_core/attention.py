@@ -89,7 +89,9 @@ def key_padding_mask(length: int, padded: int, device: torch.device | str) -> to
     return mask
 
 
-def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def dense_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """q, k, v (B, L, H, D) -> (B, L, H, D); `mask` is added to the scores (see `key_padding_mask`)."""
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return out.transpose(1, 2)

@@ -145,7 +145,8 @@ def _dense_group(qkv: torch.Tensor, group: WindowGroup, bf16_qkv: bool) -> torch
 
 
 def _varlen_groups(qkv: torch.Tensor, plan: WindowPlan, backend: AttentionBackend, bf16_qkv: bool):
-    packed = torch.cat([_gather(qkv, g.index[:, : g.length]).flatten(0, 1) for g in plan.groups])  # (total, 3, H, D), window by window
+    # (total, 3, H, D), window by window; varlen kernels need no padding
+    packed = torch.cat([_gather(qkv, g.index[:, : g.length]).flatten(0, 1) for g in plan.groups])
     dtype = torch.bfloat16 if bf16_qkv or qkv.dtype == torch.float32 else qkv.dtype
     q, k, v = (x.to(dtype).contiguous() for x in packed.unbind(1))
     out = varlen_attention(backend, q, k, v, plan.cu_seqlens, plan.max_len).to(qkv.dtype)
