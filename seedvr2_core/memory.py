@@ -196,8 +196,12 @@ def _mlp_peak(cfg: DiTConfig, index: int, n_vid: int, n_txt: int, elem: int, dev
     # SwiGLU: gate and value, while the value's projection runs; GELU: the projection's output and the
     # activation, or one hidden tensor while a projection runs.
     inner = 2 * hidden + scratch if cfg.mlp_type == "swiglu" else max(2 * hidden, hidden + scratch)
-    # normed input, attention output, block output; MLP input and output; the MLP's own tensors
-    return (3 * n + 2 * out_rows) * d * elem + inner
+    base = (3 * n + out_rows) * d * elem  # normed input, attention output, block output; MLP input
+    out = out_rows * d * elem
+    if cfg.is_mm_layer(index) and not vid_only:  # `run_streams` allocates the output before the MLPs run
+        return base + out + inner
+    # Shared and video-only MLPs allocate their output at the output projection, when one hidden tensor is left.
+    return base + max(inner, hidden + scratch + out)
 
 
 def dit_working_set(cfg: DiTConfig, latent_thw: tuple[int, int, int], txt_len: int, dtype: torch.dtype,
